@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// The sphana command: a thin launcher for the compiled CLI in dist/.
+let main;
+try {
+  ({ main } = await import('../dist/src/cli/main.js'));
+} catch (error) {
+  if (error && error.code === 'ERR_MODULE_NOT_FOUND' && String(error.message).includes('dist/src/cli/main.js')) {
+    process.stderr.write('error E_NOT_BUILT: sphana is not built\n  hint: run `npm install` (or `npm run build`) in the sphana folder\n');
+    process.exit(4);
+  }
+  throw error;
+}
+process.exitCode = await main(process.argv);

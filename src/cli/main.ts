@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, InterruptedError, SphanaError, UsageError, isSphanaError } from '../errors.js';
+import { type GlobalOptions, Output } from './output.js';
+import { chalk } from './terminal.js';
+
+/** What every command module exports: it computes, prints through Output and returns an exit code. */
+export type CommandRun<O> = (args: string[], options: O, out: Output) => Promise<number>;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function globals(command: Command): GlobalOptions {
+  const o = command.optsWithGlobals() as Partial<GlobalOptions>;
+  const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '';
+  return { json: !!o.json, verbose: !!o.verbose, quiet: !!o.quiet, color: o.color !== false && !noColor };
+}
+
+/** Builds the program; each command's module is imported only when it runs. */
+export function buildProgram(onExit: (code: number) => void): Command {
+  const program = new Command('sphana')
+    .description('Turn a Hugging Face decoder LLM into verified, deployable ONNX artifacts.')
+    .version(version(), '-V, --version')
+    .option('--json', 'print one JSON document per result on stdout; everything for people goes to stderr')
+    .option('--verbose', 'more detail, and stack traces on errors')
+    .option('-q, --quiet', 'only results and errors')
+    .option('--no-color', 'never colour the output')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `
+Exit codes:
+  0   success
+  1   the job ran and a check failed (verification, parity, a reported problem)
+  2   usage error (unknown command or option, missing argument)
+  3   bad input (missing, corrupt or unsupported file or model name)
+  4   environment problem (Python missing, bridge environment broken)
+  70  internal error (a bug in sphana: please report it)
+  130 interrupted`);
+
+  const run = <O>(load: () => Promise<{ run: CommandRun<O> }>) =>
+    async function (this: Command, ...all: unknown[]) {
+      const command = all[all.length - 1] as Command;
+      const out = new Output(globals(command));
+      const args = command.args;
+      const options = command.opts() as O;
+      const module = await load();
+      onExit(await module.run(args, options, out));
+    };
+
+  program
+    .command('inspect')
+    .description('summarise ONNX files: I/O, KV cache, ops, parameters, quantization, external data')
+    .argument('<files...>', 'ONNX model files')
+    .action(run(() => import('../commands/inspect.js')));
+
+  return program;
+}
+
+/** Turns any error into output and an exit status. Only here do errors become text. */
+export function reportError(error: unknown, options: Pick<GlobalOptions, 'json' | 'verbose'>): number {
+  if (isSphanaError(error)) {
+    process.stderr.write(`${chalk.red('error')} ${error.code}: ${error.message}\n`);
+    if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
+    if (options.verbose && error.stack) process.stderr.write(`${error.stack}\n`);
+    if (options.json) process.stdout.write(`${JSON.stringify({ error: error.toJSON() })}\n`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`${chalk.red('internal error')}: ${message}\n  This is a bug in sphana; please report it with the output of --verbose.\n`);
+  if (options.verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  if (options.json) process.stdout.write(`${JSON.stringify({ error: { code: 'E_INTERNAL', message } })}\n`);
+  return ExitCode.internal;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  const program = buildProgram((code) => { exitCode = code; });
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+  for (const sub of program.commands) sub.exitOverride();
+  const rawJson = argv.includes('--json');
+  const rawVerbose = argv.includes('--verbose');
+  const onSigint = () => {
+    process.exitCode = reportError(new InterruptedError('interrupted (Ctrl-C)'), { json: rawJson, verbose: false });
+    process.exit(process.exitCode);
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+      if (error.code === 'commander.executeSubCommandAsync') return ExitCode.ok;
+      // commander has already printed its message.
+      if (rawJson) process.stdout.write(`${JSON.stringify({ error: new UsageError(error.message.replace(/^error: /, '')).toJSON() })}\n`);
+      return ExitCode.usage;
+    }
+    return reportError(error instanceof SphanaError ? error : error, { json: rawJson, verbose: rawVerbose });
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+void Option;

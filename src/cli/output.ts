@@ -1,0 +1,81 @@
+import ora, { type Ora } from 'ora';
+import { chalk, configureColour, isInteractive } from './terminal.js';
+
+export interface GlobalOptions {
+  json: boolean;
+  verbose: boolean;
+  quiet: boolean;
+  color: boolean;
+}
+
+export interface Step {
+  succeed(detail?: string): number;
+  fail(detail?: string): number;
+  update(text: string): void;
+}
+
+/**
+ * Where a command's words go. Results go to stdout (with --json: one JSON document and
+ * nothing else); everything meant for people — progress, notes, warnings — goes to stderr.
+ */
+export class Output {
+  readonly interactive: boolean;
+
+  constructor(readonly options: GlobalOptions, private readonly stdout = process.stdout, private readonly stderr = process.stderr) {
+    this.interactive = isInteractive(stderr) && options.color;
+    configureColour(this.interactive);
+  }
+
+  /** A line of the command's human-readable result (stdout; suppressed with --json). */
+  result(text: string): void {
+    if (!this.options.json) this.stdout.write(`${text}\n`);
+  }
+
+  /** One JSON document on stdout (only with --json). */
+  json(value: string): void {
+    if (this.options.json) this.stdout.write(`${value}\n`);
+  }
+
+  info(text: string): void {
+    if (!this.options.quiet) this.stderr.write(`${text}\n`);
+  }
+
+  warn(text: string): void {
+    this.stderr.write(`${chalk.yellow('warning')}: ${text}\n`);
+  }
+
+  debug(text: string): void {
+    if (this.options.verbose) this.stderr.write(`${chalk.dim(text)}\n`);
+  }
+
+  /** A spinner on a terminal, plain start/end lines elsewhere; returns elapsed seconds on finish. */
+  step(label: string): Step {
+    const started = performance.now();
+    const elapsed = () => (performance.now() - started) / 1000;
+    let spinner: Ora | undefined;
+    if (this.interactive && !this.options.quiet) {
+      spinner = ora({ text: label, stream: this.stderr }).start();
+    } else {
+      this.info(`> ${label}`);
+    }
+    const finish = (ok: boolean, detail?: string) => {
+      const seconds = elapsed();
+      const text = `${label}${detail ? ` ${chalk.dim(detail)}` : ''} ${chalk.dim(`(${seconds.toFixed(1)}s)`)}`;
+      if (spinner) {
+        if (ok) spinner.succeed(text);
+        else spinner.fail(text);
+      } else if (!ok || !this.options.quiet) {
+        this.stderr.write(`${ok ? 'ok' : 'FAILED'} ${text}\n`);
+      }
+      return seconds;
+    };
+    return {
+      succeed: (detail) => finish(true, detail),
+      fail: (detail) => finish(false, detail),
+      update: (text) => {
+        if (spinner) spinner.text = `${label} ${chalk.dim(text)}`;
+        else this.debug(`  ${text}`);
+      },
+    };
+  }
+}
