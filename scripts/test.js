@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// `npm test`: prepare what the tests need (the bridge's Python environment, generated fixtures),
+// then run every compiled test file with node's test runner. Run after `tsc -p .`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const log = (line) => process.stderr.write(`[test] ${line}\n`);
+
+async function python() {
+  if (process.env.SPHANA_TEST_PYTHON) return process.env.SPHANA_TEST_PYTHON;
+  const { ensureBridgeEnvironment } = await import('../dist/src/python/environment.js');
+  const env = await ensureBridgeEnvironment({ onProgress: (p) => log(typeof p === 'string' ? p : p.message ?? JSON.stringify(p)) });
+  return env.python;
+}
+
+function run(cmd, args, env = process.env) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', env, cwd: root });
+  if (r.status !== 0) {
+    log(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal})`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+function testFiles(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return testFiles(path);
+    return name.endsWith('.test.js') ? [path] : [];
+  });
+}
+
+const py = await python();
+log(`python: ${py}`);
+run(py, ['fixtures/make_fixtures.py', 'fixtures/generated']);
+const filter = process.argv.slice(2);
+const files = testFiles(join(root, 'dist/test')).filter((f) => filter.length === 0 || filter.some((s) => f.includes(s))).sort();
+log(`${files.length} test files`);
+run(process.execPath, ['--test', '--test-concurrency=1', ...files], { ...process.env, SPHANA_TEST_PYTHON: py });
