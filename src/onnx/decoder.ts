@@ -254,6 +254,12 @@ export class StreamDecoder {
       }
     }
     if (available < 10) this.overrun('a varint', end, at);
+    // Over-long: if its continuation bytes run to the end of the data it is a cut-off varint.
+    const probe = Math.min(limit - at, 64);
+    const tail = this.source.view(at, probe);
+    let run = 0;
+    while (run < probe && tail.buffer[tail.start + run] >= 0x80) run++;
+    if (run === limit - at) this.overrun('a varint', end, at);
     this.fail('E_CORRUPT', 'a varint longer than 10 bytes', at);
   }
 }
