@@ -42,7 +42,7 @@ export function renderSummary(s: ModelSummary): string {
 
 /** I/O lines; a KV family collapses into one line per template. */
 function values(list: ValueSummary[], templates: string[]): string[] {
-  const width = Math.min(40, Math.max(0, ...list.map((v) => v.name.length)));
+  const width = Math.min(40, Math.max(0, ...list.map((v) => v.name.length), ...templates.map((t) => t.length + 4)));
   const lines: string[] = [];
   const grouped = new Map<string, { first: ValueSummary; n: number }>();
   for (const v of list) {
