@@ -1,0 +1,148 @@
+/**
+ * The client of the Python bridge (python-bridge/PROTOCOL.md) and the only module that
+ * starts it: `<venv python> -m sphana_bridge <command> --request '<json>'`, stdout carrying
+ * only JSON lines (progress…, then one result or one error), stderr carrying logs.
+ */
+import { EnvironmentError, type ExitCodeName, InterruptedError, SphanaError } from '../errors.js';
+import { type BridgeEnvironment, bridgeDir, childEnv, ensureBridgeEnvironment } from './environment.js';
+import { LineTail, startProcess } from './run-process.js';
+
+export interface BridgeProgress {
+  step: string;
+  fraction: number | null;
+  message: string;
+}
+
+export interface BridgeCallOptions {
+  /** The environment to run in; built (or reused) when not given. */
+  env?: BridgeEnvironment;
+  onProgress?: (progress: BridgeProgress) => void;
+  /** Each stderr line of the bridge (its log). */
+  onLog?: (line: string) => void;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Internal (tests): run `[exe, ...args, command, '--request', json]` instead of the venv's python. */
+  pythonCommand?: readonly [string, ...string[]];
+}
+
+/** A failure the bridge reported with an `error` line; `errorClass` is the Python class. */
+export class BridgeError extends SphanaError {
+  readonly errorClass: string;
+  constructor(command: string, errorClass: string, message: string, details: Record<string, unknown>) {
+    const exit = bridgeErrorExit(errorClass);
+    const code = exit === 'badInput' ? 'E_BRIDGE_INPUT' : exit === 'environment' ? 'E_BRIDGE_IMPORT' : 'E_BRIDGE_FAILED';
+    super(code, `${command}: ${errorClass}: ${message}`, exit, {
+      hint: exit === 'environment'
+        ? 'the bridge environment is incomplete; run `sphana doctor` (it rebuilds a broken environment)'
+        : exit === 'badInput' ? 'check the input the message names' : 'rerun with --verbose to see the bridge\'s log',
+      details,
+    });
+    this.errorClass = errorClass;
+  }
+}
+
+export function bridgeErrorExit(errorClass: string): ExitCodeName {
+  if (/^(InputError|BadRequest|BadInput)$/.test(errorClass)) return 'badInput';
+  if (/^(ImportError|ModuleNotFoundError|EnvironmentError)$/.test(errorClass)) return 'environment';
+  return 'failed';
+}
+
+const clip = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}…` : text);
+
+/** Runs one bridge command and returns its result, checked by `parse` (which throws on a shape mismatch). */
+export async function callBridge<T>(command: string, request: unknown, options: BridgeCallOptions & { parse: (data: unknown) => T }): Promise<T> {
+  let exe: string;
+  let prefix: string[];
+  let dir: string;
+  if (options.pythonCommand) {
+    [exe, ...prefix] = options.pythonCommand;
+    dir = options.env?.bridgeDir ?? bridgeDir();
+  } else {
+    const env = options.env ?? (await ensureBridgeEnvironment({ signal: options.signal }));
+    [exe, prefix, dir] = [env.python, ['-m', 'sphana_bridge'], env.bridgeDir];
+  }
+  const requestJson = JSON.stringify(request);
+  const args = [...prefix, command, '--request', requestJson];
+  const stderr = new LineTail(40);
+  let result: { data: unknown } | undefined;
+  let reply: { class: string; message: string; details: Record<string, unknown> } | undefined;
+  let violation: { problem: string; output: string } | undefined;
+
+  const protocolError = (problem: string, output: string) =>
+    new EnvironmentError('E_BRIDGE_PROTOCOL', `bridge "${command}" broke the protocol: ${problem}${output ? `: ${clip(output, 200)}` : ''}` +
+      ` (request ${clip(requestJson, 200)}${stderr.last() ? `; last log line: ${clip(stderr.last(), 200)}` : ''})`, {
+      hint: 'this is a bug in the Python bridge or a broken environment; run `sphana doctor`, and rerun with --verbose for its log',
+      details: { command: [exe, ...args], request, output, stderrTail: stderr.get() },
+    });
+
+  const run = startProcess(exe, args, {
+    env: { ...childEnv(process.env), PYTHONPATH: dir, PYTHONUNBUFFERED: '1' },
+    cwd: dir,
+    stdin: 'pipe',
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+    onStderrLine: (line) => {
+      stderr.push(line);
+      options.onLog?.(line);
+    },
+    onStdoutLine: (line) => {
+      if (violation || !line.trim()) return;
+      const problem = (p: string) => {
+        violation = { problem: p, output: line };
+        run.stop('requested');
+      };
+      let message: unknown;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        return problem('a line on stdout is not JSON');
+      }
+      const m = message as Record<string, unknown>;
+      if (typeof m !== 'object' || m === null) return problem('a stdout line is not a JSON object');
+      if (result || reply) return problem(`a "${String(m.type)}" line after the final reply`);
+      if (m.type === 'progress') {
+        if (typeof m.step !== 'string' || !(m.fraction === null || typeof m.fraction === 'number') || typeof m.message !== 'string') {
+          return problem('malformed progress line');
+        }
+        options.onProgress?.({ step: m.step, fraction: m.fraction as number | null, message: m.message });
+      } else if (m.type === 'result' && 'data' in m) {
+        result = { data: m.data };
+      } else if (m.type === 'error' && typeof m.class === 'string' && typeof m.message === 'string') {
+        const details = typeof m.details === 'object' && m.details !== null ? (m.details as Record<string, unknown>) : {};
+        reply = { class: m.class, message: m.message, details };
+      } else {
+        return problem('unknown or malformed message');
+      }
+    },
+  });
+  const outcome = await run.done;
+
+  if (outcome.stopped === 'abort' || outcome.stopped === 'interrupt') throw new InterruptedError(`interrupted: bridge "${command}" stopped`);
+  if (outcome.stopped === 'timeout') {
+    throw new EnvironmentError('E_BRIDGE_TIMEOUT', `bridge "${command}" did not finish within ${((options.timeoutMs ?? 0) / 1000).toFixed(1)} s`, {
+      hint: 'the Python side hung or the machine is too slow; rerun with --verbose to see its log',
+      details: { command: [exe, ...args], request, stderrTail: stderr.get() },
+    });
+  }
+  if (violation) throw protocolError(violation.problem, violation.output);
+  if (outcome.spawnError) throw protocolError(`could not start ${exe} (${outcome.spawnError})`, '');
+  const status = outcome.exitCode !== null ? `exit status ${outcome.exitCode}` : `killed by ${outcome.signal}`;
+  if (reply && outcome.exitCode === 1) {
+    throw new BridgeError(command, reply.class, reply.message, { ...reply.details, request, stderrTail: stderr.get() });
+  }
+  if (reply) throw protocolError(`an error reply with ${status} (expected exit status 1)`, `${reply.class}: ${reply.message}`);
+  if (outcome.exitCode !== 0) throw protocolError(`${status} without an error reply`, '');
+  if (!result) throw protocolError('exit status 0 without a result line', '');
+  try {
+    return options.parse(result.data);
+  } catch (error) {
+    if (error instanceof SphanaError) throw error;
+    const why = error instanceof Error ? error.message : String(error);
+    throw protocolError(`unexpected result shape (${why})`, JSON.stringify(result.data));
+  }
+}
+
+export {
+  bridgeQuantize, bridgeVersions, parseQuantize, parseVersions,
+  type BridgeVersions, type QuantizePrecision, type QuantizeRequest, type QuantizeResult, type QuantizeStrategy,
+} from './bridge-commands.js';
