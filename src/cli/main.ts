@@ -54,6 +54,11 @@ Exit codes:
     .argument('<files...>', 'ONNX model files')
     .action(run(() => import('../commands/inspect.js')));
 
+  program
+    .command('doctor')
+    .description('check Node, onnxruntime-node, Python and the bridge environment (building it if missing)')
+    .action(run(() => import('../commands/doctor.js')));
+
   return program;
 }
 

@@ -29,7 +29,7 @@ export interface BridgeCallOptions {
 export class BridgeError extends SphanaError {
   readonly errorClass: string;
   constructor(command: string, errorClass: string, message: string, details: Record<string, unknown>) {
-    const exit = bridgeErrorExit(errorClass);
+    const exit = bridgeErrorExit(errorClass, details.exception);
     const code = exit === 'badInput' ? 'E_BRIDGE_INPUT' : exit === 'environment' ? 'E_BRIDGE_IMPORT' : 'E_BRIDGE_FAILED';
     super(code, `${command}: ${errorClass}: ${message}`, exit, {
       hint: exit === 'environment'
@@ -41,9 +41,14 @@ export class BridgeError extends SphanaError {
   }
 }
 
-export function bridgeErrorExit(errorClass: string): ExitCodeName {
-  if (/^(InputError|BadRequest|BadInput)$/.test(errorClass)) return 'badInput';
-  if (/^(ImportError|ModuleNotFoundError|EnvironmentError)$/.test(errorClass)) return 'environment';
+/**
+ * How a bridge error class maps to sphana's exit statuses. The bridge reports unexpected
+ * Python exceptions as "Internal" with the exception's name in details.exception.
+ */
+export function bridgeErrorExit(errorClass: string, exception?: unknown): ExitCodeName {
+  if (/^(InputError|BadRequest)$/.test(errorClass)) return 'badInput';
+  const imports = /^(ImportError|ModuleNotFoundError)$/;
+  if (imports.test(errorClass) || (errorClass === 'Internal' && typeof exception === 'string' && imports.test(exception))) return 'environment';
   return 'failed';
 }
 

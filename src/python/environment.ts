@@ -33,6 +33,8 @@ export interface EnsureOptions {
   env?: NodeJS.ProcessEnv;
   /** Default the python-bridge folder next to this package. */
   bridgeDir?: string;
+  /** The base Python to build with, when the caller already found one (default: findPython). */
+  python?: FoundPython;
 }
 
 export interface EnvironmentStatus {
@@ -96,7 +98,7 @@ export async function ensureBridgeEnvironment(options: EnsureOptions = {}): Prom
 
   mkdirSync(status.cacheDir, { recursive: true });
   cleanLeftovers(status.cacheDir, log);
-  const python = await findPython({ env, signal: options.signal, onAttempt: (a) => log(`python ${describeAttempt(a)}`) });
+  const python = options.python ?? await findPython({ env, signal: options.signal, onAttempt: (a) => log(`python ${describeAttempt(a)}`) });
   const suffix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   if (status.exists) {
     const trash = `${status.venvDir}.trash-${suffix}`;
