@@ -1,0 +1,30 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchInspect } from './inspect.js';
+import { machine } from './measure.js';
+
+/**
+ * `npm run bench [-- SECTION...]`: speed and memory figures, printed and written to
+ * bench/results/<section>.md. Large models are built once into $SPHANA_BENCH_CACHE
+ * (default ~/.cache/sphana/bench).
+ */
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const cache = process.env.SPHANA_BENCH_CACHE ?? join(process.env.HOME ?? '/tmp', '.cache/sphana/bench');
+const python = process.env.SPHANA_BENCH_PYTHON ?? process.env.SPHANA_PYTHON ?? 'python3';
+const bin = join(root, 'bin/sphana.js');
+
+const sections: Record<string, () => Promise<string[]>> = {
+  inspect: () => benchInspect(cache, python, bin),
+};
+
+const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(sections);
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+for (const name of wanted) {
+  const section = sections[name];
+  if (!section) throw new Error(`unknown section ${name}; known: ${Object.keys(sections).join(', ')}`);
+  const rows = await section();
+  const text = [`# ${name}`, '', `${new Date().toISOString().slice(0, 10)}, ${machine()}`, '', ...rows, ''].join('\n');
+  process.stdout.write(`${text}\n`);
+  writeFileSync(join(root, 'bench/results', `${name}.md`), text);
+}
