@@ -1,0 +1,107 @@
+/**
+ * manifest.json (manifestVersion 1): everything a consumer needs to load an artifact folder
+ * without guessing. Every figure is read back from the written files (the ONNX reader, the
+ * tokenizer files, the configs), cross-checked, then recorded here.
+ */
+
+export const MANIFEST_VERSION = 1 as const;
+export const MANIFEST_FILE = 'manifest.json';
+
+export const PRECISIONS = ['fp32', 'fp16', 'int8', 'int4'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+export const FILE_ROLES = ['model', 'model-data', 'tokenizer', 'tokenizer-config', 'special-tokens', 'config', 'generation-config', 'genai-config'] as const;
+export type FileRole = (typeof FILE_ROLES)[number];
+
+export interface ManifestFile {
+  /** Relative to the folder holding manifest.json, with forward slashes. */
+  path: string;
+  bytes: number;
+  sha256: string;
+  role: FileRole;
+  /** For models and their data: which precision they belong to. */
+  precision?: Precision;
+}
+
+export interface ManifestKvCache {
+  layers: number;
+  numKvHeads: number;
+  headDim: number;
+  dtype: string;
+  pastKeyTemplate: string;
+  pastValueTemplate: string;
+  presentKeyTemplate: string;
+  presentValueTemplate: string;
+}
+
+export interface ManifestTokenizer {
+  format: 'tokenizer.json' | 'tokenizer.model';
+  files: string[];
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  padTokenId: number | null;
+  vocabSize: number;
+  /** True when the tokenizer was generated for synthetic weights (not the model's real one). */
+  synthetic: boolean;
+}
+
+export interface ManifestArchitecture {
+  modelType: string;
+  architecture: string;
+  layers: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numAttentionHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  contextLength: number;
+  tiedEmbeddings: boolean;
+  rope: { theta: number; scaling: Record<string, unknown> | null };
+  slidingWindow: number | null;
+  attnLogitSoftcapping: number | null;
+  finalLogitSoftcapping: number | null;
+}
+
+export interface ManifestModel {
+  precision: Precision;
+  /** The .onnx file, relative to the manifest. */
+  path: string;
+  /** External data files it references, relative to the manifest. */
+  externalData: string[];
+  inputs: Array<{ name: string; type: string | null; shape: Array<number | string | null> | null }>;
+  outputs: Array<{ name: string; type: string | null; shape: Array<number | string | null> | null }>;
+  opset: number;
+  parameters: number;
+}
+
+export interface QuantizationAttempt {
+  strategy: string;
+  ok: boolean;
+  seconds: number;
+  error?: { class: string; message: string };
+}
+
+export interface Manifest {
+  manifestVersion: typeof MANIFEST_VERSION;
+  name: string;
+  artifactVersion: string;
+  createdAt: string;
+  source: {
+    preset: string | null;
+    hubId: string | null;
+    revision: string | null;
+    synthetic: 'tiny' | 'full' | null;
+    seed: number | null;
+    weightsFrom: string;
+  };
+  architecture: ManifestArchitecture;
+  kvCache: ManifestKvCache;
+  tokenizer: ManifestTokenizer;
+  models: ManifestModel[];
+  files: ManifestFile[];
+  quantization: { precision: Precision; strategy: string; attempts: QuantizationAttempt[] } | null;
+  verification: Record<string, unknown> | null;
+  parity: Record<string, unknown> | null;
+  tools: Record<string, string>;
+}
