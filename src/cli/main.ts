@@ -59,6 +59,11 @@ Exit codes:
     .description('check Node, onnxruntime-node, Python and the bridge environment (building it if missing)')
     .action(run(() => import('../commands/doctor.js')));
 
+  program
+    .command('models')
+    .description('list the built-in model presets and their dimensions')
+    .action(run(() => import('../commands/models.js')));
+
   return program;
 }
 
