@@ -54,7 +54,8 @@ function decodeModel(source: ByteSource, path: string): ModelProto {
     proto = new StreamDecoder(source).decodeRoot(modelSpec()) as ModelProto;
   } catch (error) {
     if (error instanceof InputError) {
-      throw new InputError(error.code, `${path}: ${error.message}`, { hint: hintFor(error.code), details: error.details });
+      const what = error.code === 'E_NOT_ONNX' ? 'not an ONNX model' : error.code === 'E_TRUNCATED' ? 'truncated' : 'corrupt';
+      throw new InputError(error.code, `${path}: ${what}: ${error.message}`, { hint: hintFor(error.code), details: error.details, cause: error });
     }
     throw error;
   }
