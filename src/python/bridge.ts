@@ -33,7 +33,7 @@ export class BridgeError extends SphanaError {
     const code = exit === 'badInput' ? 'E_BRIDGE_INPUT' : exit === 'environment' ? 'E_BRIDGE_IMPORT' : 'E_BRIDGE_FAILED';
     super(code, `${command}: ${errorClass}: ${message}`, exit, {
       hint: exit === 'environment'
-        ? 'the bridge environment is incomplete; run `sphana doctor` (it rebuilds a broken environment)'
+        ? 'a Python module is missing: delete the bridge environment folder `sphana doctor` shows to rebuild it, or reinstall sphana if the module is sphana_bridge\'s own'
         : exit === 'badInput' ? 'check the input the message names' : 'rerun with --verbose to see the bridge\'s log',
       details,
     });
@@ -130,7 +130,12 @@ export async function callBridge<T>(command: string, request: unknown, options: 
     });
   }
   if (violation) throw protocolError(violation.problem, violation.output);
-  if (outcome.spawnError) throw protocolError(`could not start ${exe} (${outcome.spawnError})`, '');
+  if (outcome.spawnError) {
+    throw new EnvironmentError('E_BRIDGE_ENV', `could not start the bridge for "${command}": ${exe} (${outcome.spawnError})`, {
+      hint: 'the bridge environment is broken; run `sphana doctor` to rebuild it',
+      details: { command: [exe, ...args] },
+    });
+  }
   const status = outcome.exitCode !== null ? `exit status ${outcome.exitCode}` : `killed by ${outcome.signal}`;
   if (reply && outcome.exitCode === 1) {
     throw new BridgeError(command, reply.class, reply.message, { ...reply.details, request, stderrTail: stderr.get() });
