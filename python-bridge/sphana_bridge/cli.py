@@ -1,0 +1,121 @@
+"""Entry point: ``python -m sphana_bridge <command> --request '<json>'``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import traceback
+import warnings
+from typing import Any, Callable
+
+from sphana_bridge.protocol import (
+    BadRequest,
+    BridgeError,
+    Emitter,
+    capture_stdout,
+    is_proto_size_error,
+    one_line,
+)
+
+USAGE = "usage: python -m sphana_bridge <versions|quantize> --request '<json object>'"
+
+
+def check_keys(request: dict[str, Any], allowed: set[str], command: str) -> None:
+    unknown = sorted(set(request) - allowed)
+    if unknown:
+        raise BadRequest(
+            f"unknown request field(s) for {command}: {', '.join(unknown)}",
+            {"unknown": unknown, "allowed": sorted(allowed)},
+        )
+
+
+def parse_argv(argv: list[str]) -> tuple[str, dict[str, Any]]:
+    if not argv:
+        raise BadRequest("missing command; " + USAGE, {"argv": argv})
+    command, rest = argv[0], argv[1:]
+    raw: str | None = None
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--request":
+            if i + 1 >= len(rest):
+                raise BadRequest("--request needs a JSON value; " + USAGE, {"argv": argv})
+            raw = rest[i + 1]
+            i += 2
+        elif arg.startswith("--request="):
+            raw = arg[len("--request=") :]
+            i += 1
+        else:
+            raise BadRequest(f"unexpected argument {arg!r}; " + USAGE, {"argv": argv})
+    if raw is None:
+        request: Any = {}
+    else:
+        try:
+            request = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise BadRequest(f"request is not valid JSON: {e}", {"position": e.pos}) from None
+    if not isinstance(request, dict):
+        raise BadRequest("request must be a JSON object", {"type": type(request).__name__})
+    return command, request
+
+
+def _commands() -> dict[str, Callable[[dict[str, Any], Emitter], dict[str, Any]]]:
+    from sphana_bridge.quantize import run_quantize
+    from sphana_bridge.versions import run_versions
+
+    return {"versions": run_versions, "quantize": run_quantize}
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.simplefilter("default")
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = capture_stdout()
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread / platform without SIGTERM
+        pass
+    emitter = Emitter(out)
+    _setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command, request = parse_argv(argv)
+        commands = _commands()
+        if command not in commands:
+            raise BadRequest(
+                f"unknown command {command!r}; expected one of {', '.join(sorted(commands))}",
+                {"command": command},
+            )
+        data = commands[command](request, emitter)
+        emitter.result(data)
+        return 0
+    except BridgeError as e:
+        if e.error_class in ("Internal", "QuantizationError"):
+            traceback.print_exc(file=sys.stderr)
+        emitter.error(e.error_class, e.message, e.details)
+        return 1
+    except MemoryError as e:
+        traceback.print_exc(file=sys.stderr)
+        emitter.error("OutOfMemory", f"out of memory: {one_line(str(e)) or 'MemoryError'}", {})
+        return 1
+    except BaseException as e:  # noqa: BLE001 - the protocol must always end with one line
+        traceback.print_exc(file=sys.stderr)
+        if is_proto_size_error(e):
+            emitter.error("ProtoLimitExceeded", one_line(str(e)), {"exception": type(e).__name__})
+        else:
+            emitter.error("Internal", f"{type(e).__name__}: {one_line(str(e))}", {"exception": type(e).__name__})
+        return 1
+    finally:
+        try:
+            out.flush()
+            out.close()
+        except Exception:
+            pass

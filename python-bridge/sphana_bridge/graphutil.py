@@ -1,0 +1,268 @@
+"""Graph analysis helpers: const-weight MatMuls, the token embedding, tied LM heads."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import TensorProto
+
+# Ops that only move / re-view a constant: a MatMul whose B is an initializer reached
+# through these still has a "constant weight".
+PASS_THROUGH_OPS = {"Transpose", "Reshape", "Identity", "Cast", "Squeeze", "Unsqueeze", "Flatten"}
+INDEX_PASS_THROUGH_OPS = {"Cast", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+
+QUANT_OP_TYPES = {
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "ConvInteger",
+    "QLinearMatMul",
+    "QLinearConv",
+    "MatMulNBits",
+    "GatherBlockQuantized",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "QGemm",
+    "MatMulBnb4",
+    "QAttention",
+    "DynamicQuantizeLSTM",
+    "QEmbedLayerNormalization",
+}
+QUANT_TENSOR_TYPES = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4}
+
+
+def op_key(node: onnx.NodeProto) -> str:
+    dom = node.domain
+    if dom in ("", "ai.onnx"):
+        return node.op_type
+    return f"{dom}.{node.op_type}"
+
+
+@dataclass
+class GraphIndex:
+    model: onnx.ModelProto
+    inits: dict[str, TensorProto] = field(default_factory=dict)
+    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = field(default_factory=lambda: defaultdict(list))
+    graph_inputs: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)
+    graph_outputs: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, model: onnx.ModelProto) -> "GraphIndex":
+        gi = cls(model=model)
+        g = model.graph
+        gi.inits = {t.name: t for t in g.initializer}
+        for n in g.node:
+            for o in n.output:
+                if o:
+                    gi.producer[o] = n
+            for i, name in enumerate(n.input):
+                if name:
+                    gi.consumers[name].append((n, i))
+            # tensors captured by subgraphs count as consumed by the parent node
+            for a in n.attribute:
+                for sg in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    for used in _subgraph_free_inputs(sg):
+                        gi.consumers[used].append((n, -1))
+        gi.graph_inputs = {v.name: v for v in g.input if v.name not in gi.inits}
+        gi.graph_outputs = {v.name for v in g.output}
+        return gi
+
+    def trace_const(self, name: str) -> tuple[str, list[onnx.NodeProto]] | None:
+        """Follow ``name`` back through pass-through ops to an initializer or Constant."""
+        path: list[onnx.NodeProto] = []
+        seen = set()
+        while name not in self.inits:
+            if name in seen:
+                return None
+            seen.add(name)
+            node = self.producer.get(name)
+            if node is None:
+                return None
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                path.append(node)
+                return name, path
+            if node.op_type not in PASS_THROUGH_OPS or node.domain not in ("", "ai.onnx") or not node.input:
+                return None
+            path.append(node)
+            name = node.input[0]
+        return name, path
+
+    def trace_to_graph_input(self, name: str) -> str | None:
+        seen = set()
+        while name not in self.graph_inputs:
+            if name in seen or name in self.inits:
+                return None
+            seen.add(name)
+            node = self.producer.get(name)
+            if node is None or node.op_type not in INDEX_PASS_THROUGH_OPS or not node.input:
+                return None
+            name = node.input[0]
+        return name
+
+
+def _subgraph_free_inputs(g: onnx.GraphProto) -> set[str]:
+    produced = {i.name for i in g.input} | {t.name for t in g.initializer}
+    used: set[str] = set()
+    for n in g.node:
+        for i in n.input:
+            if i and i not in produced:
+                used.add(i)
+        produced.update(o for o in n.output if o)
+        for a in n.attribute:
+            for sg in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                used |= {u for u in _subgraph_free_inputs(sg) if u not in produced}
+    return used
+
+
+def is_float_init(t: TensorProto | None) -> bool:
+    return t is not None and t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+
+
+@dataclass
+class ConstMatMul:
+    node: onnx.NodeProto
+    weight: str  # initializer name (or Constant output)
+    via: list[str]  # op types between the initializer and the MatMul (empty = direct)
+
+
+def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
+    """MatMul / Gemm nodes whose B input is a float constant (directly or via pass-through ops)."""
+    found = []
+    for n in gi.model.graph.node:
+        if n.domain not in ("", "ai.onnx") or n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2:
+            continue
+        tr = gi.trace_const(n.input[1])
+        if tr is None:
+            continue
+        name, path = tr
+        t = gi.inits.get(name)
+        if t is not None and not is_float_init(t):
+            continue
+        found.append(ConstMatMul(node=n, weight=name, via=[p.op_type for p in path]))
+    return found
+
+
+def count_ops(model: onnx.ModelProto) -> Counter:
+    c: Counter = Counter()
+
+    def walk(g: onnx.GraphProto) -> None:
+        for n in g.node:
+            c[op_key(n)] += 1
+            for a in n.attribute:
+                for sg in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    walk(sg)
+
+    walk(model.graph)
+    return c
+
+
+def quantized_op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Counts of quantization-related ops; a Gather reading an int8/uint8/int4 initializer
+    is reported as ``Gather(int8)`` etc."""
+    inits = {t.name: t for t in model.graph.initializer}
+    out: Counter = Counter()
+    for n in model.graph.node:
+        if n.op_type in QUANT_OP_TYPES:
+            out[op_key(n)] += 1
+        elif n.op_type == "Gather" and n.domain in ("", "ai.onnx") and n.input and n.input[0] in inits:
+            t = inits[n.input[0]]
+            if t.data_type in QUANT_TENSOR_TYPES:
+                out[f"Gather({TensorProto.DataType.Name(t.data_type).lower()})"] += 1
+    return dict(sorted(out.items()))
+
+
+@dataclass
+class EmbeddingInfo:
+    table: str  # initializer name [V, H]
+    gathers: list[onnx.NodeProto]  # Gather(table, ids) nodes (usually one)
+    ids_input: str | None  # graph input the indices come from
+    tied_heads: list[tuple[onnx.NodeProto, onnx.NodeProto | None]]  # (MatMul, Transpose or None)
+    vocab: int
+    hidden: int
+
+
+def find_embedding(gi: GraphIndex) -> EmbeddingInfo | None:
+    """The token-embedding Gather: data is a 2-D float initializer, indices come from a
+    graph input (preferably ``input_ids``)."""
+    candidates = []
+    for n in gi.model.graph.node:
+        if n.op_type != "Gather" or n.domain not in ("", "ai.onnx") or len(n.input) < 2:
+            continue
+        t = gi.inits.get(n.input[0])
+        if t is None or t.data_type != TensorProto.FLOAT or len(t.dims) != 2:
+            continue
+        axis = 0
+        for a in n.attribute:
+            if a.name == "axis":
+                axis = a.i
+        if axis != 0:
+            continue
+        src = gi.trace_to_graph_input(n.input[1])
+        if src is None:
+            continue
+        score = (1 if src == "input_ids" else 0, int(t.dims[0]) * int(t.dims[1]))
+        candidates.append((score, n, src))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    _, node, src = candidates[0]
+    table = node.input[0]
+    t = gi.inits[table]
+    gathers, tied = [], []
+    for consumer, idx in gi.consumers.get(table, []):
+        if consumer.op_type == "Gather" and idx == 0 and consumer.domain in ("", "ai.onnx"):
+            axis = next((a.i for a in consumer.attribute if a.name == "axis"), 0)
+            if axis == 0:
+                gathers.append(consumer)
+                continue
+        if consumer.op_type == "Transpose" and idx == 0:
+            perm = next((list(a.ints) for a in consumer.attribute if a.name == "perm"), [1, 0])
+            if perm == [1, 0]:
+                users = gi.consumers.get(consumer.output[0], [])
+                if users and all(u.op_type == "MatMul" and i == 1 and u.domain in ("", "ai.onnx") for u, i in users) and (
+                    consumer.output[0] not in gi.graph_outputs
+                ):
+                    for u, _ in users:
+                        tied.append((u, consumer))
+                    continue
+        if consumer.op_type == "Gemm" and idx == 1:
+            trans_b = next((a.i for a in consumer.attribute if a.name == "transB"), 0)
+            if trans_b == 1:
+                tied.append((consumer, None))
+                continue
+        raise UnsupportedEmbedding(
+            f"embedding table {table!r} has an unsupported consumer {consumer.op_type} "
+            f"({consumer.name or consumer.output[0]!r}, input {idx})"
+        )
+    return EmbeddingInfo(
+        table=table,
+        gathers=gathers,
+        ids_input=src,
+        tied_heads=tied,
+        vocab=int(t.dims[0]),
+        hidden=int(t.dims[1]),
+    )
+
+
+class UnsupportedEmbedding(Exception):
+    pass
+
+
+def float_const_matmul_report(model: onnx.ModelProto) -> list[dict]:
+    """MatMul/Gemm nodes in ``model`` whose weight is still a float constant."""
+    gi = GraphIndex.build(model)
+    rep = []
+    for cm in const_weight_matmuls(gi):
+        rep.append(
+            {
+                "node": cm.node.name or cm.node.output[0],
+                "op": cm.node.op_type,
+                "weight": cm.weight,
+                "via": cm.via,
+            }
+        )
+    return rep

@@ -1,0 +1,365 @@
+"""`quantize` command: runs exactly one strategy at one precision."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sphana_bridge import graphutil
+from sphana_bridge.engine import Engine, EngineOptions, estimate_direct_bytes
+from sphana_bridge.modelio import ScannedModel, Staging, external_info, is_external, scan_model
+from sphana_bridge.protocol import (
+    BadRequest,
+    BridgeError,
+    Emitter,
+    InputError,
+    OutOfMemory,
+    ProtoLimitExceeded,
+    QuantizationError,
+    is_proto_size_error,
+    one_line,
+)
+
+STRATEGIES = ("direct", "external-data", "embedding-split")
+PRECISIONS = ("int8", "int4")
+ALLOWED_KEYS = {
+    "input",
+    "output",
+    "strategy",
+    "precision",
+    "perChannel",
+    "protoLimitBytes",
+    "blockSize",
+    "embeddingBits",
+}
+PROTOBUF_HARD_LIMIT = 2**31 - 1  # a serialized ModelProto can never reach 2 GiB
+
+log = logging.getLogger("sphana_bridge.quantize")
+
+
+@dataclass
+class QuantizeRequest:
+    input: str
+    output: str
+    strategy: str
+    precision: str
+    per_channel: bool
+    proto_limit: int
+    block_size: int
+    block_size_given: bool
+    embedding_bits: int = 8
+    embedding_bits_given: bool = False
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse_request(req: dict[str, Any]) -> QuantizeRequest:
+    from sphana_bridge.cli import check_keys
+
+    check_keys(req, ALLOWED_KEYS, "quantize")
+    for key in ("input", "output", "strategy", "precision"):
+        if key not in req:
+            raise BadRequest(f"quantize request is missing {key!r}", {"field": key})
+        if not isinstance(req[key], str) or not req[key]:
+            raise BadRequest(f"{key!r} must be a non-empty string", {"field": key})
+    if req["strategy"] not in STRATEGIES:
+        raise BadRequest(
+            f"strategy must be one of {', '.join(STRATEGIES)} (got {req['strategy']!r})", {"field": "strategy"}
+        )
+    if req["precision"] not in PRECISIONS:
+        raise BadRequest(
+            f"precision must be one of {', '.join(PRECISIONS)} (got {req['precision']!r})", {"field": "precision"}
+        )
+    per_channel = req.get("perChannel", False)
+    if not isinstance(per_channel, bool):
+        raise BadRequest("perChannel must be a boolean", {"field": "perChannel"})
+    limit = req.get("protoLimitBytes", 2**31)
+    if not _is_int(limit) or limit <= 0:
+        raise BadRequest("protoLimitBytes must be a positive integer", {"field": "protoLimitBytes"})
+    block = req.get("blockSize", 32)
+    if not _is_int(block) or block < 16 or block & (block - 1):
+        raise BadRequest("blockSize must be a power of two >= 16", {"field": "blockSize"})
+    emb_bits = req.get("embeddingBits", 8)
+    if emb_bits not in (8, 4) or isinstance(emb_bits, bool):
+        raise BadRequest("embeddingBits must be 8 or 4", {"field": "embeddingBits"})
+    inp = os.path.abspath(req["input"])
+    out = os.path.abspath(req["output"])
+    if not out.endswith(".onnx"):
+        raise BadRequest("output must be a path ending in .onnx", {"field": "output", "output": out})
+    if not os.path.isdir(os.path.dirname(out)):
+        raise BadRequest(
+            f"output folder does not exist: {os.path.dirname(out)}", {"field": "output", "output": out}
+        )
+    if out == inp:
+        raise BadRequest("output must differ from input", {"field": "output"})
+    return QuantizeRequest(
+        input=inp,
+        output=out,
+        strategy=req["strategy"],
+        precision=req["precision"],
+        per_channel=per_channel,
+        proto_limit=limit,
+        block_size=block,
+        block_size_given="blockSize" in req,
+        embedding_bits=emb_bits,
+        embedding_bits_given="embeddingBits" in req,
+    )
+
+
+def _peak_rss_bytes() -> int | None:
+    try:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(r if sys.platform == "darwin" else r * 1024)
+    except Exception:
+        return None
+
+
+def run_quantize(request: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
+    req = parse_request(request)
+    t0 = time.monotonic()
+    emitter.progress("load", 0.0, f"reading model structure from {req.input}")
+    scanned = scan_model(req.input)  # InputError on missing / unreadable / not ONNX
+    emitter.progress(
+        "load",
+        1.0,
+        f"{len(scanned.model.graph.node)} nodes, {len(scanned.model.graph.initializer)} initializers, "
+        f"{scanned.total_bytes()} bytes on disk",
+    )
+    notes: list[str] = []
+    if req.precision == "int8" and req.block_size_given:
+        notes.append("blockSize is only used for int4; ignored for int8")
+    if req.embedding_bits_given and req.strategy != "embedding-split":
+        notes.append("embeddingBits only applies to embedding-split; ignored")
+    if req.precision == "int4" and req.per_channel:
+        notes.append("perChannel is ignored for int4 (block-wise quantization)")
+
+    if req.strategy == "direct":
+        _precheck_direct(scanned, req, emitter)
+
+    try:
+        staging = Staging(req.output)
+    except OSError as e:
+        raise BadRequest(
+            f"cannot write in the output folder {os.path.dirname(req.output)}: {e.strerror or e}",
+            {"field": "output"},
+        ) from None
+
+    ok = False
+    try:
+        if req.precision == "int8" and req.strategy in ("direct", "external-data"):
+            data = _run_stock_int8(scanned, req, staging, emitter, notes)
+        else:
+            data = _run_engine(scanned, req, staging, emitter, notes)
+        ok = True
+    except BridgeError:
+        raise
+    except MemoryError as e:
+        raise OutOfMemory(f"out of memory during quantization: {one_line(str(e)) or 'MemoryError'}") from None
+    except Exception as e:
+        if is_proto_size_error(e):
+            raise ProtoLimitExceeded(one_line(str(e)), {"exception": type(e).__name__}) from None
+        log.exception("quantization failed")
+        raise QuantizationError(
+            f"{type(e).__name__}: {one_line(str(e))}", {"exception": type(e).__name__}
+        ) from None
+    finally:
+        if not ok:
+            staging.abort()
+    data["seconds"] = round(time.monotonic() - t0, 3)
+    data["peakRssBytes"] = _peak_rss_bytes()
+    data["inputBytes"] = scanned.total_bytes()
+    emitter.progress("done", 1.0, f"wrote {', '.join(f['path'] for f in data['files'])}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _precheck_direct(scanned: ScannedModel, req: QuantizeRequest, emitter: Emitter) -> None:
+    limit = min(req.proto_limit, PROTOBUF_HARD_LIMIT)
+    if scanned.has_external_data:
+        raise ProtoLimitExceeded(
+            "direct needs the whole model in one protobuf, but the input stores its weights as external data "
+            f"({len(scanned.external_files)} file(s), {scanned.total_bytes()} bytes in total; limit {limit} bytes)",
+            {"inputBytes": scanned.total_bytes(), "limitBytes": limit, "reason": "input-external-data"},
+        )
+    if scanned.file_bytes > limit:
+        raise ProtoLimitExceeded(
+            f"input model is {scanned.file_bytes} bytes, above the protobuf limit {limit} bytes",
+            {"inputBytes": scanned.file_bytes, "limitBytes": limit, "reason": "input-too-large"},
+        )
+    est = estimate_direct_bytes(scanned, req.precision, req.block_size, stock_int8=req.precision == "int8")
+    emitter.progress("estimate", None, f"estimated single-file output {est} bytes (limit {limit})")
+    if est > limit:
+        raise ProtoLimitExceeded(
+            f"estimated output is {est} bytes, above the protobuf limit {limit} bytes",
+            {"estimatedBytes": est, "limitBytes": limit, "reason": "output-too-large"},
+        )
+
+
+def _float_matmul_notes(model, notes: list[str]) -> list[dict]:
+    left = graphutil.float_const_matmul_report(model)
+    if left:
+        shown = ", ".join(
+            f"{r['node']} (weight {r['weight']}{' via ' + '/'.join(r['via']) if r['via'] else ''})" for r in left[:20]
+        )
+        more = f" and {len(left) - 20} more" if len(left) > 20 else ""
+        notes.append(f"{len(left)} MatMul/Gemm with constant weights left in float: {shown}{more}")
+    return left
+
+
+def _files(paths: list[str]) -> list[dict[str, Any]]:
+    return [{"path": p, "bytes": os.path.getsize(p)} for p in paths]
+
+
+def _link_input(scanned: ScannedModel, dest_dir: str) -> str | None:
+    """Symlink the input model (and its external data files) into dest_dir so that
+    onnxruntime's helper files (``*-inferred.onnx``) never land beside the input."""
+    try:
+        os.makedirs(dest_dir, exist_ok=True)
+        link = os.path.join(dest_dir, os.path.basename(scanned.path))
+        os.symlink(scanned.path, link)
+        for f in scanned.external_files:
+            rel = os.path.relpath(f, scanned.base_dir)
+            target = os.path.normpath(os.path.join(dest_dir, rel))
+            if not target.startswith(os.path.abspath(dest_dir) + os.sep):
+                return None
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(f, target)
+        return link
+    except OSError:
+        return None
+
+
+def _run_stock_int8(
+    scanned: ScannedModel, req: QuantizeRequest, staging: Staging, emitter: Emitter, notes: list[str]
+) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    external = req.strategy == "external-data"
+    src = _link_input(scanned, os.path.join(staging.dir, "src"))
+    model_input: Any = src
+    if src is None:
+        notes.append("could not symlink the input; passed it to onnxruntime as an in-memory model")
+        model_input = onnx.load(scanned.path, load_external_data=True)
+    if req.per_channel:
+        notes.append(
+            "perChannel: onnxruntime quantizes MatMul weights per output column; its MatMulInteger path asks for "
+            "reduce_range (7-bit weights) but onnxruntime 1.30 only applies it when the global reduce_range flag is "
+            "set, which the bridge leaves False, so weights use the full symmetric int8 range [-127, 127]"
+        )
+    emitter.progress("quantize", None, "onnxruntime.quantization.quantize_dynamic (QInt8, MatMul/Gemm)")
+    old_tmp = tempfile.tempdir
+    tempfile.tempdir = staging.dir  # ORT's shape-inference temp copies stay in the output folder
+    try:
+        quantize_dynamic(
+            model_input,
+            staging.onnx_path,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=req.per_channel,
+            reduce_range=False,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=external,
+            extra_options={"MatMulConstBOnly": True},
+        )
+    finally:
+        tempfile.tempdir = old_tmp
+        del model_input
+    emitter.progress("verify", None, "checking the written model")
+    out_scan = scan_model(staging.onnx_path)
+    has_data = os.path.isfile(staging.data_path)
+    if not external:
+        size = os.path.getsize(staging.onnx_path)
+        if has_data or out_scan.has_external_data:
+            raise QuantizationError("onnxruntime wrote external data for a direct (single-file) request")
+        limit = min(req.proto_limit, PROTOBUF_HARD_LIMIT)
+        if size > limit:
+            raise ProtoLimitExceeded(
+                f"quantized model is {size} bytes, above protoLimitBytes {limit}",
+                {"actualBytes": size, "limitBytes": limit},
+            )
+    else:
+        extra = [f for f in out_scan.external_files if os.path.abspath(f) != os.path.abspath(staging.data_path)]
+        if extra:
+            raise QuantizationError(f"unexpected external data files: {extra}")
+        if not has_data:
+            notes.append("no tensor reached the external-data size threshold; the model is a single file")
+    quantized_ops = graphutil.quantized_op_counts(out_scan.model)
+    left = _float_matmul_notes(out_scan.model, notes)
+    notes.append("int8 via onnxruntime.quantization.quantize_dynamic (weights QInt8 symmetric, activations uint8 dynamic)")
+    finals = staging.commit(with_data=external and has_data)
+    return {
+        "strategy": req.strategy,
+        "precision": req.precision,
+        "files": _files(finals),
+        "quantizedOps": quantized_ops,
+        "notes": notes,
+        "external": bool(external and has_data),
+        "floatConstMatMuls": left,
+        "engine": "onnxruntime.quantize_dynamic",
+    }
+
+
+def _run_engine(
+    scanned: ScannedModel, req: QuantizeRequest, staging: Staging, emitter: Emitter, notes: list[str]
+) -> dict[str, Any]:
+    mode = {"direct": "single", "external-data": "external", "embedding-split": "auto"}[req.strategy]
+    opts = EngineOptions(
+        precision=req.precision,
+        per_channel=req.per_channel if req.precision == "int8" else False,
+        block_size=req.block_size,
+        split_embedding=req.strategy == "embedding-split",
+        embedding_bits=req.embedding_bits,
+        output_mode=mode,
+        proto_limit=min(req.proto_limit, PROTOBUF_HARD_LIMIT),
+    )
+    engine = Engine(scanned, opts, emitter.progress)
+    emitter.progress("analyze", None, "planning graph rewrite")
+    model = engine.plan()
+    result = engine.execute(model, staging.data_path, staging.onnx_path)
+    emitter.progress("verify", None, "checking the written model")
+    out_scan = scan_model(staging.onnx_path)
+    notes.extend(result.notes)
+    if req.precision == "int8":
+        notes.append(
+            "int8 body: onnxruntime dynamic-quantization numerics and node pattern "
+            "(DynamicQuantizeLinear + MatMulInteger), applied tensor by tensor"
+        )
+        if req.per_channel:
+            notes.append("perChannel: per output column scales, full symmetric int8 range (no reduce_range)")
+    else:
+        notes.append(
+            f"int4: com.microsoft.MatMulNBits, 4-bit asymmetric blocks of {req.block_size} along K "
+            "(onnxruntime's quantize_matmul_4bits kernel)"
+        )
+    if result.embedding is not None:
+        e = result.embedding
+        notes.append(
+            f"embedding {e['table']} [{e['vocab']}x{e['hidden']}] -> {e['layout']}; "
+            f"{'tied LM head shares the table' if e['tied'] else 'untied: LM head quantized with the body'}"
+        )
+    left = _float_matmul_notes(out_scan.model, notes)
+    if result.external and not os.path.isfile(staging.data_path):
+        raise QuantizationError("external data file was not written")
+    finals = staging.commit(with_data=result.external)
+    return {
+        "strategy": req.strategy,
+        "precision": req.precision,
+        "files": _files(finals),
+        "quantizedOps": graphutil.quantized_op_counts(out_scan.model),
+        "notes": notes,
+        "external": result.external,
+        "floatConstMatMuls": left,
+        "engine": "sphana-streaming",
+        "embedding": result.embedding,
+    }
