@@ -33,10 +33,13 @@ function asProblem(error: unknown): Problem {
   return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) };
 }
 
-/** `name==version` pins from python-bridge/requirements.txt, by lower-case name. */
+/** A package name as pip compares them (PEP 503). */
+const normalName = (name: string) => name.toLowerCase().replace(/[-_.]+/g, '-');
+
+/** `name==version` pins from python-bridge/requirements.txt, by normalized name. */
 function pins(bridgeDir: string): Record<string, string> {
   const text = readFileSync(join(bridgeDir, 'requirements.txt'), 'utf8');
-  const entries = [...text.matchAll(/^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;#]+)/gm)].map((m) => [m[1].toLowerCase(), m[2]]);
+  const entries = [...text.matchAll(/^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;#]+)/gm)].map((m) => [normalName(m[1]), m[2]]);
   return Object.fromEntries(entries);
 }
 
@@ -98,12 +101,13 @@ async function collect(out: Output): Promise<DoctorReport> {
     try {
       const versions = await bridgeVersions(env, { timeoutMs: 120_000, onLog: (line) => out.debug(`bridge: ${line}`) });
       bridge = { python: versions.python, packages: versions.packages, pinned };
-      const installed = Object.fromEntries(Object.entries(versions.packages).map(([k, v]) => [k.toLowerCase(), v]));
-      for (const [name, version] of Object.entries(pinned)) {
-        if (installed[name] === version) continue;
+      // Only what the bridge reports is compared; `==X` accepts X+local (e.g. torch 2.13.0+cpu), as pip does.
+      for (const [name, installed] of Object.entries(versions.packages)) {
+        const pin = pinned[normalName(name)];
+        if (pin === undefined || installed === pin || (!pin.includes('+') && installed.split('+')[0] === pin)) continue;
         problems.push({
           code: 'E_BRIDGE_VERSION',
-          message: `${name} ${installed[name] ?? 'is missing'}${installed[name] ? ' is installed' : ''}, ${version} is pinned`,
+          message: `${name} ${installed} is installed but ${pin} is pinned`,
           hint: `delete ${env.venvDir} and run \`sphana doctor\` to rebuild the bridge environment`,
         });
       }
