@@ -1,0 +1,645 @@
+"""`export`: a local Hugging Face decoder folder -> one verified fp32 ONNX decoder with a KV cache.
+
+I/O contract (names are exact; ``N`` runs over the layers):
+
+    inputs   input_ids                int64   [batch_size, sequence_length]
+             attention_mask           int64   [batch_size, total_sequence_length]
+             position_ids             int64   [batch_size, sequence_length]
+             past_key_values.N.key    float32 [batch_size, KV, past_sequence_length, HD]
+             past_key_values.N.value  float32 [batch_size, KV, past_sequence_length, HD]
+    outputs  logits                   float32 [batch_size, sequence_length, vocab]
+             present.N.key            float32 [batch_size, KV, total_sequence_length, HD]
+             present.N.value          float32 [batch_size, KV, total_sequence_length, HD]
+
+with total_sequence_length = past_sequence_length + sequence_length and concrete KV, HD and
+vocab. Every layer keeps a FULL cache (present = past + new), including Gemma-2's
+sliding-window layers: those are masked to the window instead of having their cache
+truncated, so sequences longer than the window work (the runtime never has to know which
+layers slide). The model runs with eager attention (Gemma-2's soft-capping needs it, and its
+additive float mask keeps fully-padded rows finite).
+
+Files: the .onnx alone when the weights fit under ``protoLimitBytes`` (minus a margin for
+the graph), otherwise the .onnx plus ONE ``<output name>.data`` beside it. Everything is
+written into a private folder beside the output and moved into place only after the parity
+gate passed; on any failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, ParityFailed, check_parity, default_prompt
+from sphana_bridge.protocol import BadRequest, BridgeError, InputError, OutOfMemory, one_line
+from sphana_bridge.synthetic import SUPPORTED
+
+Emit = Callable[..., None]
+
+DEFAULT_OPSET = 18
+DEFAULT_PROTO_LIMIT = 2**31
+# Room left under the protobuf limit for the graph itself and small constants.
+GRAPH_MARGIN_BYTES = 64 << 20
+EXTERNAL_ALIGNMENT = 65536
+
+BATCH, SEQ, PAST, TOTAL = "batch_size", "sequence_length", "past_sequence_length", "total_sequence_length"
+
+
+class ExportFailed(BridgeError):
+    error_class = "ExportFailed"
+
+
+# --------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(r if sys.platform == "darwin" else r * 1024)
+
+
+def _root_message(e: BaseException) -> str:
+    """First line of the innermost cause (torch.onnx wraps the real error in long banners)."""
+    seen = set()
+    while e.__cause__ is not None and id(e.__cause__) not in seen:
+        seen.add(id(e))
+        e = e.__cause__
+    for line in str(e).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("[torch.onnx]", "Traceback")):
+            return f"{type(e).__name__}: {one_line(line, 500)}"
+    return type(e).__name__
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in text or "defaultcpuallocator" in text or "bad_alloc" in text)
+
+
+def _files(paths: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"path": p, "bytes": os.path.getsize(p)} for p in paths]
+
+
+# --------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------
+
+
+def read_config(model_dir: str) -> dict[str, Any]:
+    if not os.path.isdir(model_dir):
+        raise InputError(f"model folder not found: {model_dir}", {"modelDir": model_dir})
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        raise InputError(f"no config.json in {model_dir}", {"modelDir": model_dir})
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"unreadable config.json: {e}", {"path": path}) from None
+    if not isinstance(config, dict):
+        raise InputError("config.json is not a JSON object", {"path": path})
+    model_type = config.get("model_type")
+    archs = config.get("architectures")
+    if model_type not in SUPPORTED or (archs is not None and archs != [SUPPORTED[model_type]]):
+        raise InputError(
+            f"unsupported architecture {archs!r} (model_type {model_type!r}); supported: "
+            + ", ".join(f"{v} ({k})" for k, v in sorted(SUPPORTED.items())),
+            {"model_type": model_type, "architectures": archs},
+        )
+    return config
+
+
+def load_model(model_dir: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, local_files_only=True, dtype=torch.float32, attn_implementation="eager"
+        )
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot load the model from {model_dir}: {_root_message(e)}", {"modelDir": model_dir}) from None
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def arch_facts(cfg) -> dict[str, Any]:
+    """What the runtime needs to know about the model (also written as metadata)."""
+    heads = cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return {
+        "model_type": cfg.model_type,
+        "num_layers": cfg.num_hidden_layers,
+        "num_kv_heads": kv,
+        "head_dim": head_dim,
+        "hidden_size": cfg.hidden_size,
+        "num_attention_heads": heads,
+        "vocab_size": cfg.vocab_size,
+        "max_position_embeddings": getattr(cfg, "max_position_embeddings", None),
+        "tie_word_embeddings": bool(getattr(cfg, "tie_word_embeddings", False)),
+    }
+
+
+def _metadata(cfg, facts: dict[str, Any], exporter_name: str, generation=None) -> dict[str, str]:
+    def s(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (dict, list, tuple)):
+            return json.dumps(v, sort_keys=True, separators=(",", ":"))
+        return str(v)
+
+    meta = {f"sphana.{k}": s(v) for k, v in facts.items() if v is not None}
+    meta["sphana.exporter"] = exporter_name
+    meta["sphana.kv_cache"] = "full"  # present = past + new on every layer
+    meta["sphana.io"] = "input_ids,attention_mask,position_ids,past_key_values.N.key|value->logits,present.N.key|value"
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None)
+    if rope:
+        meta["sphana.rope_parameters"] = s(dict(rope))
+    for key in ("rope_theta", "rms_norm_eps", "hidden_act", "hidden_activation", "query_pre_attn_scalar"):
+        v = getattr(cfg, key, None)
+        if v is not None:
+            meta[f"sphana.{key}"] = s(v)
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types and any(t != "full_attention" for t in layer_types):
+        meta["sphana.layer_types"] = ",".join(layer_types)
+        meta["sphana.sliding_window"] = s(cfg.sliding_window)
+        meta["sphana.sliding_window_cache"] = "full cache, sliding layers masked to the window"
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        v = getattr(cfg, key, None)
+        if v is not None:
+            meta[f"sphana.{key}"] = s(v)
+    if cfg.model_type in ("gemma", "gemma2"):
+        meta["sphana.embedding_scale"] = s(math.sqrt(cfg.hidden_size))
+    if getattr(cfg, "attention_bias", False) or cfg.model_type == "qwen2":
+        meta["sphana.attention_bias"] = "true"
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        v = getattr(generation, key, None) if generation is not None else None
+        if v is None:
+            v = getattr(cfg, key, None)
+        if v is not None:
+            meta[f"sphana.{key}"] = s(v)
+    return meta
+
+
+# --------------------------------------------------------------------------------------
+# the traced module
+# --------------------------------------------------------------------------------------
+
+
+def input_names(layers: int) -> list[str]:
+    return ["input_ids", "attention_mask", "position_ids"] + [
+        f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")
+    ]
+
+
+def output_names(layers: int) -> list[str]:
+    return ["logits"] + [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def make_wrapper(model, layers: int):
+    import torch
+    from transformers import DynamicCache
+
+    class FlatKVDecoder(torch.nn.Module):
+        """Flat past tensors in, flat presents out; a full (non-sliding) DynamicCache in between."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            # config=None: every layer is a plain DynamicLayer (present = past + new), even
+            # for sliding-window layers, whose window is then applied by the mask alone.
+            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(layers)])
+            out = self.inner(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            presents = []
+            for layer in out.past_key_values.layers:
+                presents.extend((layer.keys, layer.values))
+            return (out.logits, *presents)
+
+    return FlatKVDecoder(model).eval()
+
+
+def trace_sizes(facts: dict[str, Any], avoid: Sequence[int] = ()) -> tuple[int, int, int]:
+    """batch, seq, past: none 0 or 1, and batch, seq, past, past+seq all distinct from each other and
+    from every concrete size of the model (so no dynamic axis can be confused with a static one)."""
+    statics = {v for v in facts.values() if isinstance(v, int) and not isinstance(v, bool)} | set(avoid)
+    candidates = [n for n in range(2, 64) if n not in statics]
+    for b in candidates:
+        for s in candidates:
+            for p in candidates:
+                dims = {b, s, p, s + p}
+                if len(dims) == 4 and (s + p) not in statics:
+                    return b, s, p
+    raise ExportFailed("could not choose tracing sizes", {"statics": sorted(statics)})
+
+
+def sample_inputs(facts: dict[str, Any], b: int, s: int, p: int):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    vocab = facts["vocab_size"]
+    kv, hd = facts["num_kv_heads"], facts["head_dim"]
+    ids = torch.randint(0, vocab, (b, s), generator=g)
+    mask = torch.ones((b, p + s), dtype=torch.long)
+    pos = torch.arange(p, p + s, dtype=torch.long).unsqueeze(0).expand(b, s).contiguous()
+    past = [torch.randn((b, kv, p, hd), generator=g) * 0.1 for _ in range(2 * facts["num_layers"])]
+    return (ids, mask, pos, *past)
+
+
+# --------------------------------------------------------------------------------------
+# exporters -> onnx_ir.Model
+# --------------------------------------------------------------------------------------
+
+
+def export_dynamo(wrapper, args, layers: int, opset: int):
+    import torch
+    from torch.export import Dim
+
+    batch, seq, past, total = Dim(BATCH), Dim(SEQ), Dim(PAST), Dim(TOTAL)
+    dynamic_shapes = (
+        {0: batch, 1: seq},
+        {0: batch, 1: total},
+        {0: batch, 1: seq},
+        tuple({0: batch, 2: past} for _ in range(2 * layers)),
+    )
+    program = torch.onnx.export(
+        wrapper,
+        args,
+        dynamo=True,
+        opset_version=opset,
+        dynamic_shapes=dynamic_shapes,
+        input_names=input_names(layers),
+        output_names=output_names(layers),
+        optimize=True,
+        verbose=False,
+    )
+    return program.model
+
+
+def export_torchscript(wrapper, args, layers: int, opset: int, work_dir: str):
+    import onnx_ir as ir
+    import torch
+
+    axes: dict[str, dict[int, str]] = {
+        "input_ids": {0: BATCH, 1: SEQ},
+        "attention_mask": {0: BATCH, 1: TOTAL},
+        "position_ids": {0: BATCH, 1: SEQ},
+        "logits": {0: BATCH, 1: SEQ},
+    }
+    for name in input_names(layers)[3:]:
+        axes[name] = {0: BATCH, 2: PAST}
+    for name in output_names(layers)[1:]:
+        axes[name] = {0: BATCH, 2: TOTAL}
+    path = os.path.join(work_dir, "torchscript.onnx")
+    torch.onnx.export(
+        wrapper,
+        args,
+        path,
+        dynamo=False,
+        opset_version=opset,
+        input_names=input_names(layers),
+        output_names=output_names(layers),
+        dynamic_axes=axes,
+        do_constant_folding=True,
+    )
+    return ir.load(path)
+
+
+# --------------------------------------------------------------------------------------
+# post-processing of the graph
+# --------------------------------------------------------------------------------------
+
+
+def _dim_name(dim) -> str | int | None:
+    if isinstance(dim, int):
+        return dim
+    value = getattr(dim, "value", dim)
+    return None if value is None else str(value)
+
+
+def _canonical(name: str | int | None) -> str | int | None:
+    """Map the exporter's spelling of a dynamic axis onto the contract's names."""
+    if not isinstance(name, str):
+        return name
+    terms = sorted(t.strip() for t in name.replace(" ", "").split("+"))
+    if terms == sorted([PAST, SEQ]):
+        return TOTAL
+    return name
+
+
+def rename_dims(model) -> None:
+    import onnx_ir as ir
+
+    def fix(value) -> None:
+        shape = value.shape
+        if shape is None:
+            return
+        dims = [_canonical(_dim_name(d)) for d in shape]
+        if dims != [_dim_name(d) for d in shape]:
+            value.shape = ir.Shape([d if isinstance(d, int) else ir.SymbolicDim(d) for d in dims])
+
+    for v in list(model.graph.inputs) + list(model.graph.outputs):
+        fix(v)
+    for node in model.graph:
+        for v in node.outputs:
+            fix(v)
+
+
+def io_summary(model) -> dict[str, list[dict[str, Any]]]:
+    def one(v) -> dict[str, Any]:
+        dtype = None
+        if v.dtype is not None:
+            try:
+                import numpy as np
+
+                dtype = str(np.dtype(v.dtype.numpy()))
+            except Exception:
+                dtype = v.dtype.name.lower()
+        return {"name": v.name, "dtype": dtype, "shape": [_dim_name(d) for d in v.shape] if v.shape is not None else None}
+
+    return {"inputs": [one(v) for v in model.graph.inputs], "outputs": [one(v) for v in model.graph.outputs]}
+
+
+def check_contract(io: dict[str, list[dict[str, Any]]], facts: dict[str, Any]) -> None:
+    layers, kv, hd, vocab = facts["num_layers"], facts["num_kv_heads"], facts["head_dim"], facts["vocab_size"]
+    want_in = {
+        "input_ids": ("int64", [BATCH, SEQ]),
+        "attention_mask": ("int64", [BATCH, TOTAL]),
+        "position_ids": ("int64", [BATCH, SEQ]),
+    }
+    for name in input_names(layers)[3:]:
+        want_in[name] = ("float32", [BATCH, kv, PAST, hd])
+    want_out = {"logits": ("float32", [BATCH, SEQ, vocab])}
+    for name in output_names(layers)[1:]:
+        want_out[name] = ("float32", [BATCH, kv, TOTAL, hd])
+    for kind, want, got in (("input", want_in, io["inputs"]), ("output", want_out, io["outputs"])):
+        names = [g["name"] for g in got]
+        if names != list(want):
+            raise ExportFailed(f"the exported graph's {kind}s are {names}, expected {list(want)}", {"got": names})
+        for g in got:
+            dtype, shape = want[g["name"]]
+            if g["dtype"] != dtype or g["shape"] != shape:
+                raise ExportFailed(
+                    f"{kind} {g['name']} is {g['dtype']}{g['shape']}, expected {dtype}{shape}",
+                    {"name": g["name"], "got": {"dtype": g["dtype"], "shape": g["shape"]}, "expected": {"dtype": dtype, "shape": shape}},
+                )
+
+
+def embedding_tables(model, facts: dict[str, Any]) -> int:
+    """Initializers holding a [vocab, hidden] (or transposed) table."""
+    shapes = {(facts["vocab_size"], facts["hidden_size"]), (facts["hidden_size"], facts["vocab_size"])}
+    n = 0
+    for v in model.graph.initializers.values():
+        if v.shape is not None and tuple(_dim_name(d) for d in v.shape) in shapes:
+            n += 1
+    return n
+
+
+def initializer_bytes(model) -> int:
+    total = 0
+    for v in model.graph.initializers.values():
+        t = v.const_value
+        if t is not None:
+            total += int(t.nbytes)
+    return total
+
+
+def save_model(model, path: str, external: bool, emit: Emit | None) -> None:
+    import onnx_ir as ir
+
+    if not external:
+        ir.save(model, path)
+        return
+    total = max(1, initializer_bytes(model))
+    done = [0]
+
+    def callback(tensor, info) -> None:
+        done[0] += int(getattr(tensor, "nbytes", 0) or 0)
+        if emit and info.index % 16 == 0:
+            emit("save", min(0.99, done[0] / total), f"{info.index + 1}/{info.total} tensors")
+
+    ir.save(
+        model,
+        path,
+        external_data=os.path.basename(path) + ".data",
+        callback=callback,
+        alignment=EXTERNAL_ALIGNMENT,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------------------
+
+
+def export_model(
+    model_dir: str,
+    output: str,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+    proto_limit_bytes: int = DEFAULT_PROTO_LIMIT,
+    prompt_ids: Sequence[int] | None = None,
+    decode_steps: int = DEFAULT_DECODE_STEPS,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    emit: Emit | None = None,
+) -> dict[str, Any]:
+    import torch
+
+    from sphana_bridge.modelio import Staging
+
+    def progress(step: str, fraction: float | None, message: str) -> None:
+        if emit:
+            emit(step, fraction, message)
+
+    seconds: dict[str, float] = {}
+    t = time.monotonic()
+    config = read_config(model_dir)
+    output = os.path.abspath(output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    progress("load", 0.0, f"loading {config['model_type']} from {model_dir}")
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    try:
+        model = load_model(model_dir)
+    except BridgeError:
+        raise
+    except BaseException as e:
+        if _is_oom(e):
+            raise OutOfMemory(f"out of memory while loading the model: {_root_message(e)}", {"stage": "load"}) from None
+        raise
+    cfg = model.config
+    facts = arch_facts(cfg)
+    generation = getattr(model, "generation_config", None)
+    if any(n in facts.values() for n in (0,)):
+        raise InputError("the config has a zero size", {"facts": facts})
+    exporter_name = f"torch {torch.__version__.split('+')[0]} {exporter}"
+    if prompt_ids is None:
+        prompt_ids = default_prompt(facts["vocab_size"], getattr(cfg, "bos_token_id", None))
+    bad = [i for i in prompt_ids if not (0 <= i < facts["vocab_size"])]
+    if bad:
+        raise BadRequest(f"parity prompt ids outside [0, {facts['vocab_size']}): {bad[:5]}", {"bad": bad[:20]})
+    seconds["load"] = round(time.monotonic() - t, 3)
+    n_params = sum(p.numel() for p in model.parameters())
+    progress("load", 1.0, f"{n_params} parameters, {facts['num_layers']} layers")
+
+    staging = Staging(output)
+    try:
+        # ---- trace + convert
+        t = time.monotonic()
+        b, s, p = trace_sizes(facts, avoid=[getattr(cfg, "sliding_window", None) or 0])
+        progress("trace", 0.0, f"{exporter} export, opset {opset}, tracing with batch {b}, sequence {s}, past {p}")
+        wrapper = make_wrapper(model, facts["num_layers"])
+        args = sample_inputs(facts, b, s, p)
+        try:
+            with torch.inference_mode(False):
+                if exporter == "dynamo":
+                    onnx_model = export_dynamo(wrapper, args, facts["num_layers"], opset)
+                else:
+                    onnx_model = export_torchscript(wrapper, args, facts["num_layers"], opset, staging.dir)
+        except BridgeError:
+            raise
+        except BaseException as e:
+            traceback.print_exc(file=sys.stderr)
+            if _is_oom(e):
+                raise OutOfMemory(f"out of memory during export: {_root_message(e)}", {"stage": "export"}) from None
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise ExportFailed(
+                f"torch.onnx ({exporter}) failed: {_root_message(e)}",
+                {"exporter": exporter, "opset": opset, "exception": type(e).__name__, "summary": one_line(str(e), 4000)},
+            ) from None
+        del args
+        rename_dims(onnx_model)
+        io = io_summary(onnx_model)
+        check_contract(io, facts)
+        tables = embedding_tables(onnx_model, facts)
+        if facts["tie_word_embeddings"] and tables != 1:
+            raise ExportFailed(
+                f"tied embeddings: the graph holds {tables} [vocab, hidden] tables, expected exactly 1",
+                {"embeddingTables": tables},
+            )
+        for k, v in _metadata(cfg, facts, exporter_name, generation).items():
+            onnx_model.metadata_props[k] = v
+        onnx_model.producer_name = "sphana"
+        onnx_model.producer_version = exporter_name
+        seconds["export"] = round(time.monotonic() - t, 3)
+        progress("trace", 1.0, f"graph with {len(onnx_model.graph)} nodes")
+
+        # ---- save (into the staging folder)
+        t = time.monotonic()
+        weights = initializer_bytes(onnx_model)
+        external = weights + GRAPH_MARGIN_BYTES > proto_limit_bytes
+        progress("save", 0.0, f"{weights} bytes of weights, {'external data file' if external else 'single file'}")
+        save_model(onnx_model, staging.onnx_path, external, emit)
+        del onnx_model, wrapper
+        gc.collect()
+        if not external and os.path.getsize(staging.onnx_path) > proto_limit_bytes:
+            raise ExportFailed("the single-file model exceeds protoLimitBytes", {"bytes": os.path.getsize(staging.onnx_path)})
+        seconds["save"] = round(time.monotonic() - t, 3)
+        progress("save", 1.0, "saved")
+
+        # ---- parity gate, on the staged files
+        t = time.monotonic()
+        try:
+            parity = check_parity(model, staging.onnx_path, list(prompt_ids), decode_steps, atol, rtol, emit=emit)
+        except BridgeError:
+            raise
+        except BaseException as e:
+            if _is_oom(e):
+                raise OutOfMemory(f"out of memory during the parity check: {_root_message(e)}", {"stage": "parity"}) from None
+            raise
+        window = getattr(cfg, "sliding_window", None)
+        layer_types = getattr(cfg, "layer_types", None) or []
+        if window and "sliding_attention" in layer_types:
+            parity["slidingWindow"] = window
+            parity["exceedsSlidingWindow"] = parity["positions"] > window
+        seconds["parity"] = round(time.monotonic() - t, 3)
+
+        finals = staging.commit(with_data=external)
+    except BaseException:
+        staging.abort()
+        raise
+    return {
+        "output": output,
+        "files": _files(finals),
+        "externalData": external,
+        "seconds": seconds,
+        "peakRssBytes": peak_rss_bytes(),
+        "parameters": n_params,
+        "parity": parity,
+        "io": io,
+        "opset": opset,
+        "exporter": exporter_name,
+        "embeddingTables": tables,
+        "architecture": facts,
+    }
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def run_export(request: dict[str, Any], emitter) -> dict[str, Any]:
+    allowed = {"modelDir", "output", "opset", "exporter", "protoLimitBytes", "parity"}
+    unknown = sorted(set(request) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown request field(s) for export: {', '.join(unknown)}", {"unknown": unknown, "allowed": sorted(allowed)})
+    model_dir = request.get("modelDir")
+    output = request.get("output")
+    if not isinstance(model_dir, str) or not model_dir:
+        raise BadRequest("request field 'modelDir' must be a folder path", {"field": "modelDir"})
+    if not isinstance(output, str) or not output.endswith(".onnx"):
+        raise BadRequest("request field 'output' must be a path ending in .onnx", {"field": "output"})
+    opset = request.get("opset", DEFAULT_OPSET)
+    if not _is_int(opset) or not (14 <= opset <= 23):
+        raise BadRequest("request field 'opset' must be an integer in [14, 23]", {"field": "opset"})
+    exporter = request.get("exporter", "dynamo")
+    if exporter not in ("dynamo", "torchscript"):
+        raise BadRequest("request field 'exporter' must be 'dynamo' or 'torchscript'", {"field": "exporter"})
+    limit = request.get("protoLimitBytes", DEFAULT_PROTO_LIMIT)
+    if not _is_int(limit) or limit <= 0:
+        raise BadRequest("request field 'protoLimitBytes' must be a positive integer", {"field": "protoLimitBytes"})
+    parity = request.get("parity") or {}
+    if not isinstance(parity, dict):
+        raise BadRequest("request field 'parity' must be an object", {"field": "parity"})
+    unknown = sorted(set(parity) - {"promptIds", "decodeSteps", "atol", "rtol"})
+    if unknown:
+        raise BadRequest(f"unknown parity field(s): {', '.join(unknown)}", {"unknown": unknown})
+    prompt = parity.get("promptIds")
+    if prompt is not None and (not isinstance(prompt, list) or not prompt or not all(_is_int(i) for i in prompt)):
+        raise BadRequest("parity.promptIds must be a non-empty list of integers", {"field": "parity.promptIds"})
+    steps = parity.get("decodeSteps", DEFAULT_DECODE_STEPS)
+    if not _is_int(steps) or steps < 0:
+        raise BadRequest("parity.decodeSteps must be a non-negative integer", {"field": "parity.decodeSteps"})
+    atol = parity.get("atol", DEFAULT_ATOL)
+    rtol = parity.get("rtol", DEFAULT_RTOL)
+    if not _is_num(atol) or atol < 0 or not _is_num(rtol) or rtol < 0:
+        raise BadRequest("parity.atol / parity.rtol must be non-negative numbers", {"field": "parity"})
+    return export_model(
+        model_dir, output, opset=opset, exporter=exporter, proto_limit_bytes=limit, prompt_ids=prompt,
+        decode_steps=steps, atol=float(atol), rtol=float(rtol), emit=emitter.progress,
+    )
