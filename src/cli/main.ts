@@ -60,6 +60,18 @@ Exit codes:
     .action(run(() => import('../commands/doctor.js')));
 
   program
+    .command('quantize')
+    .description('quantize an ONNX model to INT8 (or INT4), falling back direct → external-data → embedding-split')
+    .argument('<model>', 'the fp32 ONNX model')
+    .option('-o, --output <file>', 'output path (default: MODEL.int8.onnx)')
+    .option('--strategy <name>', 'auto | direct | external-data | embedding-split', 'auto')
+    .option('--precision <p>', 'int8 | int4', 'int8')
+    .option('--per-channel', 'per-channel weights (onnxruntime then uses 7-bit ranges)')
+    .option('--force', 'overwrite an existing output')
+    .option('--threads <n>', 'onnxruntime threads for the checks')
+    .action(run(() => import('../commands/quantize.js')));
+
+  program
     .command('models')
     .description('list the built-in model presets and their dimensions')
     .action(run(() => import('../commands/models.js')));

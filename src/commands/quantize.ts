@@ -1,0 +1,45 @@
+import type { Output, Step } from '../cli/output.js';
+import { UsageError } from '../errors.js';
+import { STRATEGIES, type StrategyChoice, quantizeModel } from '../quantize/run.js';
+import { bytes } from './inspect-render.js';
+
+export interface QuantizeCliOptions {
+  output?: string;
+  strategy: string;
+  precision: string;
+  perChannel?: boolean;
+  force?: boolean;
+  threads?: string;
+}
+
+const CHOICES = ['auto', ...STRATEGIES] as const;
+
+/** `sphana quantize MODEL.onnx`: INT8/INT4 with the direct → external-data → embedding-split fallback. */
+export async function run([input]: string[], options: QuantizeCliOptions, out: Output): Promise<number> {
+  if (!(CHOICES as readonly string[]).includes(options.strategy)) throw new UsageError(`--strategy must be one of ${CHOICES.join(', ')}`);
+  if (options.precision !== 'int8' && options.precision !== 'int4') throw new UsageError('--precision must be int8 or int4');
+  let step: Step | undefined;
+  const report = await quantizeModel({
+    input,
+    output: options.output,
+    strategy: options.strategy as StrategyChoice,
+    precision: options.precision,
+    perChannel: options.perChannel,
+    force: options.force,
+    threads: options.threads ? Number(options.threads) : undefined,
+    onAttempt: (strategy) => { step = out.step(`quantize ${options.precision} (${strategy})`); },
+    onProgress: (p) => step?.update(p.message),
+    onAttemptDone: (a) => {
+      if (a.ok) step?.succeed();
+      else step?.fail(a.error ? `${a.error.class}: ${a.error.message}` : '');
+    },
+  });
+  out.json(JSON.stringify(report));
+  out.result(`${report.output}  ${report.precision} via ${report.strategy}  ${report.files.map((f) => `${f.path.split('/').pop()} ${bytes(f.bytes)}`).join(', ')}`);
+  out.result(`quantized ops: ${Object.entries(report.quantizedOps).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  if (report.agreement) {
+    out.result(`agreement with fp32 over ${report.agreement.positions} positions: top-1 ${report.agreement.top1Agreement.toFixed(3)}, cosine ${report.agreement.meanCosine.toFixed(4)}`);
+  }
+  out.result(`attempts: ${report.attempts.map((a) => `${a.strategy} ${a.ok ? 'ok' : 'failed'} (${a.seconds.toFixed(1)}s)`).join(', ')}`);
+  return 0;
+}
