@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
@@ -19,7 +20,7 @@ from sphana_bridge.protocol import (
     one_line,
 )
 
-USAGE = "usage: python -m sphana_bridge <versions|quantize> --request '<json object>'"
+USAGE = "usage: python -m sphana_bridge <command> --request '<json object>'"
 
 
 def check_keys(request: dict[str, Any], allowed: set[str], command: str) -> None:
@@ -61,11 +62,25 @@ def parse_argv(argv: list[str]) -> tuple[str, dict[str, Any]]:
     return command, request
 
 
-def _commands() -> dict[str, Callable[[dict[str, Any], Emitter], dict[str, Any]]]:
-    from sphana_bridge.quantize import run_quantize
-    from sphana_bridge.versions import run_versions
+# command -> (module, function). Modules are imported only when their command runs, so
+# `versions` / `quantize` never pay for (or depend on) torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "versions": ("sphana_bridge.versions", "run_versions"),
+    "quantize": ("sphana_bridge.quantize", "run_quantize"),
+    "synthesize": ("sphana_bridge.synthetic", "run_synthesize"),
+    "synthetic-tokenizer": ("sphana_bridge.synthetic", "run_synthetic_tokenizer"),
+}
 
-    return {"versions": run_versions, "quantize": run_quantize}
+
+def _resolve(command: str) -> Callable[[dict[str, Any], Emitter], dict[str, Any]]:
+    if command not in COMMANDS:
+        raise BadRequest(
+            f"unknown command {command!r}; expected one of {', '.join(sorted(COMMANDS))}",
+            {"command": command},
+        )
+    module_name, func = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    return getattr(module, func)
 
 
 def _setup_logging() -> None:
@@ -88,13 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         command, request = parse_argv(argv)
-        commands = _commands()
-        if command not in commands:
-            raise BadRequest(
-                f"unknown command {command!r}; expected one of {', '.join(sorted(commands))}",
-                {"command": command},
-            )
-        data = commands[command](request, emitter)
+        handler = _resolve(command)
+        data = handler(request, emitter)
         emitter.result(data)
         return 0
     except BridgeError as e:

@@ -44,6 +44,8 @@ class Internal(BridgeError):
     error_class = "Internal"
 
 
+# The stable base classes. Commands may define more (subclass BridgeError and set
+# ``error_class``); the emitter passes any identifier-like class name through.
 ERROR_CLASSES = ("BadRequest", "InputError", "ProtoLimitExceeded", "OutOfMemory", "QuantizationError", "Internal")
 
 def is_proto_size_error(exc: BaseException) -> bool:
@@ -114,7 +116,7 @@ class Emitter:
         if self.finished:
             return
         self.finished = True
-        if error_class not in ERROR_CLASSES:
+        if not isinstance(error_class, str) or not error_class.isidentifier():
             error_class = "Internal"
         self._write({"type": "error", "class": error_class, "message": one_line(message), "details": details or {}})
 
