@@ -189,19 +189,31 @@ def _precheck_direct(scanned: ScannedModel, req: QuantizeRequest, emitter: Emitt
     if scanned.has_external_data:
         raise ProtoLimitExceeded(
             "direct needs the whole model in one protobuf, but the input stores its weights as external data "
-            f"({len(scanned.external_files)} file(s), {scanned.total_bytes()} bytes in total; limit {limit} bytes)",
-            {"inputBytes": scanned.total_bytes(), "limitBytes": limit, "reason": "input-external-data"},
+            f"({len(scanned.external_files)} file(s), estimated {scanned.total_bytes()} bytes in total; "
+            f"limit {limit} bytes)",
+            {
+                "estimatedBytes": scanned.total_bytes(),
+                "inputBytes": scanned.total_bytes(),
+                "limitBytes": limit,
+                "reason": "input-external-data",
+            },
         )
     if scanned.file_bytes > limit:
         raise ProtoLimitExceeded(
-            f"input model is {scanned.file_bytes} bytes, above the protobuf limit {limit} bytes",
-            {"inputBytes": scanned.file_bytes, "limitBytes": limit, "reason": "input-too-large"},
+            f"loading the input needs one {scanned.file_bytes}-byte protobuf (estimated bytes), above the limit "
+            f"{limit} bytes",
+            {
+                "estimatedBytes": scanned.file_bytes,
+                "inputBytes": scanned.file_bytes,
+                "limitBytes": limit,
+                "reason": "input-too-large",
+            },
         )
     est = estimate_direct_bytes(scanned, req.precision, req.block_size, stock_int8=req.precision == "int8")
     emitter.progress("estimate", None, f"estimated single-file output {est} bytes (limit {limit})")
     if est > limit:
         raise ProtoLimitExceeded(
-            f"estimated output is {est} bytes, above the protobuf limit {limit} bytes",
+            f"estimated single-file output is {est} bytes, above the protobuf limit {limit} bytes",
             {"estimatedBytes": est, "limitBytes": limit, "reason": "output-too-large"},
         )
 
@@ -221,37 +233,39 @@ def _files(paths: list[str]) -> list[dict[str, Any]]:
     return [{"path": p, "bytes": os.path.getsize(p)} for p in paths]
 
 
-def _link_input(scanned: ScannedModel, dest_dir: str) -> str | None:
-    """Symlink the input model (and its external data files) into dest_dir so that
-    onnxruntime's helper files (``*-inferred.onnx``) never land beside the input."""
-    try:
-        os.makedirs(dest_dir, exist_ok=True)
-        link = os.path.join(dest_dir, os.path.basename(scanned.path))
-        os.symlink(scanned.path, link)
-        for f in scanned.external_files:
-            rel = os.path.relpath(f, scanned.base_dir)
-            target = os.path.normpath(os.path.join(dest_dir, rel))
-            if not target.startswith(os.path.abspath(dest_dir) + os.sep):
-                return None
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.symlink(f, target)
-        return link
-    except OSError:
-        return None
+def _staged_shape_infer_loader(staging_dir: str):
+    """Drop-in for onnxruntime's ``quant_utils.load_model_with_shape_infer``.
+
+    Stock ORT writes ``<input>-inferred.onnx`` BESIDE the input (fails on read-only
+    folders, litters the caller's folder). This version runs the same
+    ``onnx.shape_inference.infer_shapes_path`` into the staging folder and loads the
+    external data from the input's own folder; the result is identical."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model
+    from onnxruntime.quantization.quant_utils import add_infer_metadata
+
+    def load_model_with_shape_infer(model_path):
+        model_path = os.path.abspath(str(model_path))
+        inferred = os.path.join(staging_dir, "shape-inferred.onnx")
+        onnx.shape_inference.infer_shapes_path(model_path, inferred)
+        model = onnx.load(inferred, load_external_data=False)
+        load_external_data_for_model(model, os.path.dirname(model_path))
+        add_infer_metadata(model)
+        os.remove(inferred)
+        return model
+
+    return load_model_with_shape_infer
 
 
 def _run_stock_int8(
     scanned: ScannedModel, req: QuantizeRequest, staging: Staging, emitter: Emitter, notes: list[str]
 ) -> dict[str, Any]:
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # the package re-exports a *function* named `quantize`, so fetch the module itself
+    ort_quantize_module = sys.modules["onnxruntime.quantization.quantize"]
+
     external = req.strategy == "external-data"
-    src = _link_input(scanned, os.path.join(staging.dir, "src"))
-    model_input: Any = src
-    if src is None:
-        notes.append("could not symlink the input; passed it to onnxruntime as an in-memory model")
-        model_input = onnx.load(scanned.path, load_external_data=True)
     if req.per_channel:
         notes.append(
             "perChannel: onnxruntime quantizes MatMul weights per output column; its MatMulInteger path asks for "
@@ -260,10 +274,12 @@ def _run_stock_int8(
         )
     emitter.progress("quantize", None, "onnxruntime.quantization.quantize_dynamic (QInt8, MatMul/Gemm)")
     old_tmp = tempfile.tempdir
+    old_loader = ort_quantize_module.load_model_with_shape_infer
     tempfile.tempdir = staging.dir  # ORT's shape-inference temp copies stay in the output folder
+    ort_quantize_module.load_model_with_shape_infer = _staged_shape_infer_loader(staging.dir)
     try:
         quantize_dynamic(
-            model_input,
+            scanned.path,
             staging.onnx_path,
             op_types_to_quantize=["MatMul", "Gemm"],
             per_channel=req.per_channel,
@@ -274,7 +290,7 @@ def _run_stock_int8(
         )
     finally:
         tempfile.tempdir = old_tmp
-        del model_input
+        ort_quantize_module.load_model_with_shape_infer = old_loader
     emitter.progress("verify", None, "checking the written model")
     out_scan = scan_model(staging.onnx_path)
     has_data = os.path.isfile(staging.data_path)

@@ -1,0 +1,192 @@
+"""The JSON-lines protocol: error classes, stdout hygiene, fail-fast, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from conftest import BRIDGE_DIR, run_bridge, tiny_llm
+
+
+def test_versions():
+    run = run_bridge("versions")
+    assert run.data["python"].count(".") == 2
+    import onnxruntime
+
+    assert run.data["packages"] == {
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+    assert run.lines == [run.final]  # no progress for versions
+
+
+def test_bad_requests(tmp_path):
+    cases = [
+        ((), None),
+        (("quantize",), "{not json"),
+        (("quantize",), "[1, 2]"),
+        (("frobnicate",), "{}"),
+        (("quantize", "--bogus"), None),
+        (("versions",), '{"unexpected": 1}'),
+    ]
+    good = {"input": str(tmp_path / "a.onnx"), "output": str(tmp_path / "o.onnx"), "strategy": "direct",
+            "precision": "int8"}
+    for bad in (
+        {k: v for k, v in good.items() if k != "strategy"},
+        {**good, "strategy": "auto"},
+        {**good, "precision": "fp8"},
+        {**good, "perChannel": "yes"},
+        {**good, "protoLimitBytes": -1},
+        {**good, "blockSize": 48},
+        {**good, "embeddingBits": 2},
+        {**good, "output": str(tmp_path / "missing-dir" / "o.onnx")},
+        {**good, "output": str(tmp_path / "o.txt")},
+        {**good, "extra": True},
+    ):
+        cases.append((("quantize",), json.dumps(bad)))
+    for args, req in cases:
+        run = run_bridge(*args, request=req)
+        assert run.error["class"] == "BadRequest", (args, req, run.final)
+    assert os.listdir(tmp_path) == []
+
+
+def test_input_errors(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(os.urandom(4096))
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.onnx"
+    text.write_text("definitely not a protobuf\n" * 50)
+    cfg = tiny_llm.TinyLlmConfig()
+    good = tmp_path / "good.onnx"
+    tiny_llm.save_tiny_llm(cfg, str(good))
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[:-5000])
+    ext_dir = tmp_path / "ext"
+    ext_dir.mkdir()
+    ext = ext_dir / "m.onnx"
+    tiny_llm.save_tiny_llm(cfg, str(ext), external_data=True)
+    os.remove(str(ext) + ".data")
+    for inp in (tmp_path / "missing.onnx", tmp_path, garbage, empty, text, truncated, ext):
+        for strategy in ("direct", "embedding-split"):
+            run = run_bridge("quantize", request={"input": str(inp), "output": str(out / "m.onnx"),
+                                                  "strategy": strategy, "precision": "int8"})
+            assert run.error["class"] == "InputError", (inp, run.final)
+    assert os.listdir(out) == []
+
+
+def test_direct_fails_fast_on_lowered_proto_limit(models, tmp_path):
+    for precision in ("int8", "int4"):
+        out = tmp_path / precision
+        out.mkdir()
+        t0 = time.monotonic()
+        run = run_bridge("quantize", request={"input": str(models["tied"]["path"]), "output": str(out / "m.onnx"),
+                                              "strategy": "direct", "precision": precision,
+                                              "protoLimitBytes": 100_000})
+        elapsed = time.monotonic() - t0
+        err = run.error
+        assert err["class"] == "ProtoLimitExceeded"
+        det = err["details"]
+        assert det["limitBytes"] == 100_000 and det["estimatedBytes"] > 100_000
+        assert det["reason"] in ("input-too-large", "output-too-large")
+        assert str(det["estimatedBytes"]) in err["message"] and "100000" in err["message"]
+        assert not any(l["step"] == "quantize" for l in run.lines if l["type"] == "progress")
+        assert elapsed < 10
+        assert os.listdir(out) == []
+
+
+def test_direct_on_external_data_input_is_proto_limit(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    src = d / "m.onnx"
+    tiny_llm.save_tiny_llm(tiny_llm.TinyLlmConfig(), str(src), external_data=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    run = run_bridge("quantize", request={"input": str(src), "output": str(out / "q.onnx"), "strategy": "direct",
+                                          "precision": "int8"})
+    assert run.error["class"] == "ProtoLimitExceeded"
+    assert run.error["details"]["reason"] == "input-external-data"
+    # the other strategies accept it
+    for strategy in ("external-data", "embedding-split"):
+        run = run_bridge("quantize", request={"input": str(src), "output": str(out / f"{strategy}.onnx"),
+                                              "strategy": strategy, "precision": "int8"})
+        assert run.ok
+    assert sorted(os.listdir(d)) == ["m.onnx", "m.onnx.data"]  # nothing written beside the input
+    assert os.stat(str(src) + ".data").st_nlink == 1
+
+
+def test_direct_output_bigger_than_estimate_still_rejected(tmp_path):
+    """protoLimitBytes between the real output size and the estimate is the 'did exceed' path."""
+    from sphana_bridge.engine import Engine, EngineOptions
+    from sphana_bridge.modelio import scan_model
+    from sphana_bridge.protocol import ProtoLimitExceeded
+
+    src = tmp_path / "m.onnx"
+    tiny_llm.save_tiny_llm(tiny_llm.TinyLlmConfig(), str(src))
+    eng = Engine(scan_model(str(src)), EngineOptions(precision="int4", output_mode="single", proto_limit=1000),
+                 lambda *a: None)
+    model = eng.plan()
+    try:
+        eng.execute(model, str(tmp_path / "x.data"), str(tmp_path / "x.onnx"))
+    except ProtoLimitExceeded as e:
+        assert e.details["actualBytes"] > 1000
+    else:
+        raise AssertionError("expected ProtoLimitExceeded")
+
+
+def test_quantization_error_cleans_up(tmp_path):
+    # a model without a token embedding: embedding-split cannot work
+    w = helper.make_tensor("w", TensorProto.FLOAT, [64, 64], np.random.default_rng(0).standard_normal(4096).astype(np.float32).tobytes(), raw=True)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [w])
+    src = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("caller's file")
+    run = run_bridge("quantize", request={"input": str(src), "output": str(out / "q.onnx"),
+                                          "strategy": "embedding-split", "precision": "int8"})
+    assert run.error["class"] == "QuantizationError"
+    assert "embedding" in run.error["message"]
+    assert os.listdir(out) == ["keep.txt"]
+    # while the same model quantizes fine without the split
+    run = run_bridge("quantize", request={"input": str(src), "output": str(out / "q.onnx"),
+                                          "strategy": "direct", "precision": "int8"})
+    assert run.data["quantizedOps"] == {"DynamicQuantizeLinear": 1, "MatMulInteger": 1}
+
+
+def _run_noisy(request: dict) -> subprocess.CompletedProcess:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from sphana_bridge import cli;"
+        "cli.COMMANDS['noisy'] = ('noisy_command', 'run');"
+        "sys.exit(cli.main(['noisy', '--request', sys.argv[2]]))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(BRIDGE_DIR))
+    return subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), json.dumps(request)],
+                          capture_output=True, text=True, env=env)
+
+
+def test_stdout_carries_only_protocol_lines():
+    for fail, rc in ((False, 0), (True, 1)):
+        proc = _run_noisy({"fail": fail})
+        assert proc.returncode == rc
+        lines = proc.stdout.splitlines()
+        objs = [json.loads(l) for l in lines]
+        assert [o["type"] for o in objs] == ["progress", "error" if fail else "result"], proc.stdout
+        assert objs[0]["message"] == "multi line message"
+        for noise in ("print() noise", "sys.stdout noise", "sys.__stdout__ noise", "fd 1 noise", "libc puts noise"):
+            assert noise in proc.stderr, noise
+        if fail:
+            assert objs[1]["class"] == "Internal" and "\n" not in objs[1]["message"]
