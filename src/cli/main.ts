@@ -72,6 +72,15 @@ Exit codes:
     .action(run(() => import('../commands/quantize.js')));
 
   program
+    .command('deploy')
+    .description("copy one precision's model, tokenizer and manifest into a consumer's folder, checking every sha256")
+    .argument('<artifact>', 'artifact folder (or its manifest.json)')
+    .option('--to <dir>', 'the consumer folder to create')
+    .option('--precision <p>', 'fp32 | int8 | int4', 'int8')
+    .option('--force', 'replace an existing folder')
+    .action(run(() => import('../commands/deploy.js')));
+
+  program
     .command('models')
     .description('list the built-in model presets and their dimensions')
     .action(run(() => import('../commands/models.js')));
