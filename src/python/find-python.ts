@@ -1,15 +1,15 @@
 /**
- * Finds a Python able to host the bridge environment: version ≥ 3.10 with the `venv`
+ * Finds a Python able to host the bridge environment: version ≥ 3.11 (numpy 2.4, pinned, needs it) with the `venv`
  * (and `ensurepip`) modules. SPHANA_PYTHON, when set, is the only candidate; otherwise
- * python3.12, python3.11, python3.10, python3 and python are tried on PATH, in that order.
+ * python3.13, python3.12, python3.11, python3 and python are tried on PATH, in that order.
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { EnvironmentError, InterruptedError } from '../errors.js';
 import { startProcess } from './run-process.js';
 
-export const MIN_PYTHON: readonly [number, number] = [3, 10];
-export const PATH_CANDIDATES = ['python3.12', 'python3.11', 'python3.10', 'python3', 'python'] as const;
+export const MIN_PYTHON: readonly [number, number] = [3, 11];
+export const PATH_CANDIDATES = ['python3.13', 'python3.12', 'python3.11', 'python3', 'python'] as const;
 
 export interface PythonAttempt {
   /** What was tried: a command name, or `SPHANA_PYTHON=<value>`. */

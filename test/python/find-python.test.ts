@@ -6,11 +6,11 @@ import { EnvironmentError } from '../../src/errors.js';
 import { type PythonAttempt, describeAttempt, findPython } from '../../src/python/find-python.js';
 import { fakePython, script, tempDir } from './helpers.js';
 
-/** A PATH folder with: python3.12 too old, no python3.11, python3.10 without venv, python3 broken, python good. */
+/** A PATH folder with: python3.13 without venv, python3.12 too old, no python3.11, python3 broken, python good. */
 function fakePath(withGood: boolean): string {
   const dir = tempDir();
   fakePython(join(dir, 'python3.12'), '3.8.18');
-  fakePython(join(dir, 'python3.10'), '3.10.4', 'no');
+  fakePython(join(dir, 'python3.13'), '3.13.1', 'no');
   script(join(dir, 'python3'), '#!/bin/sh\necho "python3: cannot start" >&2\nexit 127\n');
   if (withGood) fakePython(join(dir, 'python'), '3.12.1', 'yes', '/opt/fake/bin/python3.12');
   else writeFileSync(join(dir, 'python'), 'not executable');
@@ -24,9 +24,9 @@ test('tries the PATH candidates in order and reports why each was rejected', asy
   const seen: string[] = [];
   const found = await findPython({ env: { PATH: dir }, onAttempt: (a) => seen.push(describeAttempt(a)) });
   const expected = [
+    'python3.13: no venv module',
     'python3.12: too old (3.8.18)',
     'python3.11: not found',
-    'python3.10: no venv module',
     'python3: not runnable (python3: cannot start)',
     'python: 3.12.1 ok',
   ];
@@ -42,7 +42,7 @@ test('stops at the first suitable candidate', async () => {
   fakePython(join(dir, 'python3.12'), '3.12.0');
   fakePython(join(dir, 'python3'), '3.11.2');
   const found = await findPython({ env: { PATH: dir } });
-  assert.deepEqual(summary(found.attempts), ['python3.12: 3.12.0 ok']);
+  assert.deepEqual(summary(found.attempts), ['python3.13: not found', 'python3.12: 3.12.0 ok']);
 });
 
 test('no suitable Python: E_NO_PYTHON lists every attempt in one line, with a hint', async () => {
@@ -53,7 +53,7 @@ test('no suitable Python: E_NO_PYTHON lists every attempt in one line, with a hi
     assert.equal(error.exitCode, 4);
     assert.equal(
       error.message,
-      'no Python ≥ 3.10 with venv found: python3.12: too old (3.8.18); python3.11: not found; python3.10: no venv module; ' +
+      'no Python ≥ 3.11 with venv found: python3.13: no venv module; python3.12: too old (3.8.18); python3.11: not found; ' +
         'python3: not runnable (python3: cannot start); python: not found',
     );
     assert.ok(!error.message.includes('\n'));
@@ -71,7 +71,7 @@ test('SPHANA_PYTHON pointing at a missing file is the only attempt', async () =>
   await assert.rejects(findPython({ env: { PATH: dir, SPHANA_PYTHON: missing }, onAttempt: (a) => seen.push(a) }), (error: unknown) => {
     assert.ok(error instanceof EnvironmentError);
     assert.equal(error.code, 'E_NO_PYTHON');
-    assert.equal(error.message, `no Python ≥ 3.10 with venv found: SPHANA_PYTHON=${missing}: not found`);
+    assert.equal(error.message, `no Python ≥ 3.11 with venv found: SPHANA_PYTHON=${missing}: not found`);
     assert.match(error.hint ?? '', /SPHANA_PYTHON/);
     return true;
   });
@@ -93,7 +93,7 @@ test('SPHANA_PYTHON may name a command on PATH; a too-old one is rejected', asyn
   fakePython(join(dir, 'mypython'), '3.9.18');
   await assert.rejects(findPython({ env: { PATH: dir, SPHANA_PYTHON: 'mypython' } }), {
     code: 'E_NO_PYTHON',
-    message: 'no Python ≥ 3.10 with venv found: SPHANA_PYTHON=mypython: too old (3.9.18)',
+    message: 'no Python ≥ 3.11 with venv found: SPHANA_PYTHON=mypython: too old (3.9.18)',
   });
 });
 
