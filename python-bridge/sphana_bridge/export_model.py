@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from typing import Any, Callable, Sequence
 
 from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, ParityFailed, check_parity, default_prompt
@@ -311,6 +312,18 @@ def export_torchscript(wrapper, args, layers: int, opset: int, work_dir: str):
     for name in output_names(layers)[1:]:
         axes[name] = {0: BATCH, 2: TOTAL}
     path = os.path.join(work_dir, "torchscript.onnx")
+    with warnings.catch_warnings():
+        # The tracer's "might not generalize" notes concern branches on the cache length
+        # (traced non-empty) and on mask padding; the parity gate runs the empty-cache path.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
+        _torchscript_export(wrapper, args, path, layers, opset, axes)
+    return ir.load(path)
+
+
+def _torchscript_export(wrapper, args, path: str, layers: int, opset: int, axes) -> None:
+    import torch
+
     torch.onnx.export(
         wrapper,
         args,
@@ -320,9 +333,8 @@ def export_torchscript(wrapper, args, layers: int, opset: int, work_dir: str):
         input_names=input_names(layers),
         output_names=output_names(layers),
         dynamic_axes=axes,
-        do_constant_folding=True,
+        do_constant_folding=False,  # folding would give the tied LM head its own transposed copy
     )
-    return ir.load(path)
 
 
 # --------------------------------------------------------------------------------------
@@ -490,8 +502,9 @@ def export_model(
     cfg = model.config
     facts = arch_facts(cfg)
     generation = getattr(model, "generation_config", None)
-    if any(n in facts.values() for n in (0,)):
-        raise InputError("the config has a zero size", {"facts": facts})
+    zero = [k for k, v in facts.items() if k != "max_position_embeddings" and _is_int(v) and v <= 0]
+    if zero:
+        raise InputError(f"the config has non-positive sizes: {', '.join(zero)}", {"facts": facts})
     exporter_name = f"torch {torch.__version__.split('+')[0]} {exporter}"
     if prompt_ids is None:
         prompt_ids = default_prompt(facts["vocab_size"], getattr(cfg, "bos_token_id", None))
