@@ -46,7 +46,7 @@ from sphana_bridge.modelio import (
 from sphana_bridge.protocol import ProtoLimitExceeded, QuantizationError
 
 MS_DOMAIN = "com.microsoft"
-ROW_CHUNK_BYTES = 32 << 20  # float32 bytes processed per numpy step
+ROW_CHUNK_BYTES = 8 << 20  # float32 bytes read / processed per numpy step
 
 
 @dataclass
@@ -132,81 +132,105 @@ def _row_chunks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
 def quantize_int8_ort(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Symmetric int8 exactly as onnxruntime's dynamic quantizer does it for a MatMul
     weight (QInt8, reduce_range=False; per-channel = per output column, axis -1)."""
+    return quantize_int8_ort_chunks(lambda: iter([(0, w.shape[0], w)]), w.shape, per_channel)
+
+
+def quantize_int8_ort_chunks(
+    chunks: Callable[[], object], shape: tuple[int, ...], per_channel: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Same as ``quantize_int8_ort`` for a 2-D weight delivered as row chunks by
+    ``chunks()`` (called twice: min/max pass, then quantize pass). Uses onnxruntime's
+    own ``compute_scale_zp`` / ``quantize_nparray`` so the bytes are identical."""
     from onnxruntime.quantization.quant_utils import (
-        compute_data_quant_params,
         compute_scale_zp,
         get_qmin_qmax_for_qType,
         quantize_nparray,
     )
 
-    if w.dtype != np.float32:
-        w = w.astype(np.float32)
     qt = TensorProto.INT8
+    qmin, qmax = get_qmin_qmax_for_qType(qt, reduce_range=False, symmetric=True)
+    rows, cols = shape
+    cmin = np.full(cols, np.inf, dtype=np.float32)
+    cmax = np.full(cols, -np.inf, dtype=np.float32)
+    for _r0, _r1, c in chunks():
+        c = c.astype(np.float32, copy=False)
+        np.minimum(cmin, c.min(axis=0), out=cmin)
+        np.maximum(cmax, c.max(axis=0), out=cmax)
     if per_channel:
-        qmin, qmax = get_qmin_qmax_for_qType(qt, reduce_range=False, symmetric=True)
-        cmin = w.min(axis=0)
-        cmax = w.max(axis=0)
-        scales = np.empty(w.shape[1], dtype=np.float32)
-        zps = np.empty(w.shape[1], dtype=np.int8)
-        for j in range(w.shape[1]):
-            zp, sc = compute_scale_zp(
-                np.array(cmin[j], dtype=np.float32), np.array(cmax[j], dtype=np.float32), qmin, qmax, True, None
-            )
+        scales = np.empty(cols, dtype=np.float32)
+        zps = np.empty(cols, dtype=np.int8)
+        for j in range(cols):
+            zp, sc = compute_scale_zp(np.array(cmin[j]), np.array(cmax[j]), qmin, qmax, True, None)
             scales[j] = sc
             zps[j] = zp
         scale_arr, zp_arr = scales, zps
     else:
-        zp, sc = compute_data_quant_params(w, qt, True, False)
+        # == compute_data_quant_params(w, INT8, symmetric=True): min/max over the whole tensor
+        zp, sc = compute_scale_zp(np.array(cmin.min()), np.array(cmax.max()), qmin, qmax, True, None)
         scale_arr = np.asarray(sc, dtype=np.float32).reshape(())
         zp_arr = np.asarray(zp, dtype=np.int8).reshape(())
-    q = np.empty(w.shape, dtype=np.int8)
-    row_bytes = w.shape[1] * 4 if w.ndim == 2 else w.size * 4
-    if w.ndim == 2:
-        for r0, r1 in _row_chunks(w.shape[0], row_bytes):
-            q[r0:r1] = quantize_nparray(qt, w[r0:r1], scale_arr, zp_arr)
-    else:
-        q[...] = quantize_nparray(qt, w, scale_arr, zp_arr)
+    q = np.empty(shape, dtype=np.int8)
+    for r0, r1, c in chunks():
+        for a0, a1 in _row_chunks(r1 - r0, cols * 4):
+            q[r0 + a0 : r0 + a1] = quantize_nparray(qt, c[a0:a1], scale_arr, zp_arr)
     return q, scale_arr, zp_arr
 
 
-def quantize_int4_blocks(w_kn: np.ndarray, block_size: int, symmetric: bool, col_chunk_bytes: int = ROW_CHUNK_BYTES):
+def quantize_int4_blocks(w_kn: np.ndarray, block_size: int, symmetric: bool):
     """Block-wise 4-bit along K for a [K, N] weight, MatMulNBits layout, using ORT's
     C++ kernel. Returns packed [N, kb, bs/2] uint8, scales [N, kb] f32, zp [N, ceil(kb/2)] uint8."""
+    return quantize_int4_blocks_chunks(iter([(0, w_kn.shape[0], w_kn)]), w_kn.shape, block_size, symmetric)
+
+
+def quantize_int4_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, symmetric: bool):
+    """Same, for a [K, N] weight delivered as K-row chunks whose starts are multiples of
+    2 * block_size (blocks are independent, and two blocks share a zero-point byte, so
+    the result is byte-identical to one call on the whole matrix)."""
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits
 
-    K, N = w_kn.shape
+    K, N = shape
     kb = (K + block_size - 1) // block_size
     blob = block_size // 2
     packed = np.zeros((N, kb, blob), dtype=np.uint8)
     scales = np.zeros((N, kb), dtype=np.float32)
     zps = np.zeros((N, (kb + 1) // 2), dtype=np.uint8)
-    step = max(1, col_chunk_bytes // max(1, K * 4))
-    for c0 in range(0, N, step):
-        c1 = min(N, c0 + step)
-        wc = np.ascontiguousarray(w_kn[:, c0:c1], dtype=np.float32)
-        pk = np.zeros((c1 - c0, kb, blob), dtype=np.uint8)
-        sc = np.zeros((c1 - c0, kb), dtype=np.float32)
-        zp = np.zeros((c1 - c0, (kb + 1) // 2), dtype=np.uint8)
-        quantize_matmul_4bits(pk, wc, sc, zp, block_size, c1 - c0, K, symmetric)
-        packed[c0:c1], scales[c0:c1], zps[c0:c1] = pk, sc, zp
+    for r0, r1, rows in chunks:
+        if r0 % (2 * block_size):
+            raise ValueError("int4 row chunks must start at a multiple of 2*block_size")
+        k = r1 - r0
+        ckb = (k + block_size - 1) // block_size
+        b0 = r0 // block_size
+        wc = np.ascontiguousarray(rows, dtype=np.float32)  # [k, N]
+        pk = np.zeros((N, ckb, blob), dtype=np.uint8)
+        sc = np.zeros((N, ckb), dtype=np.float32)
+        zp = np.zeros((N, (ckb + 1) // 2), dtype=np.uint8)
+        quantize_matmul_4bits(pk, wc, sc, zp, block_size, N, k, symmetric)
         del wc
+        packed[:, b0 : b0 + ckb] = pk
+        scales[:, b0 : b0 + ckb] = sc
+        zps[:, b0 // 2 : b0 // 2 + zp.shape[1]] = zp
     return packed, scales, zps
 
 
 def quantize_rows_int8(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row symmetric int8 of a [V, H] table, returned TRANSPOSED: q [H, V] and
     scales [V] (float32) so that E[v, h] ~= q[h, v] * scales[v]."""
-    V, H = e.shape
+    return quantize_rows_int8_chunks(lambda: iter([(0, e.shape[0], e)]), e.shape)
+
+
+def quantize_rows_int8_chunks(chunks: Callable[[], object], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    V, H = shape
     qT = np.empty((H, V), dtype=np.int8)
     scales = np.empty(V, dtype=np.float32)
-    for r0, r1 in _row_chunks(V, H * 4):
-        chunk = e[r0:r1].astype(np.float32, copy=False)
-        absmax = np.abs(chunk).max(axis=1).astype(np.float64)
-        sc = (absmax / 127.0).astype(np.float32)
-        sc[sc < np.finfo(np.float32).tiny] = 1.0
-        q = np.clip(np.round(chunk / sc[:, None]), -127, 127).astype(np.int8)
-        qT[:, r0:r1] = q.T
-        scales[r0:r1] = sc
+    for c0, _c1, big in chunks():
+        for r0, r1 in _row_chunks(big.shape[0], H * 4):
+            chunk = big[r0:r1].astype(np.float32, copy=False)
+            absmax = np.abs(chunk).max(axis=1).astype(np.float64)
+            sc = (absmax / 127.0).astype(np.float32)
+            sc[sc < np.finfo(np.float32).tiny] = 1.0
+            q = np.clip(np.round(chunk / sc[:, None]), -127, 127).astype(np.int8)
+            qT[:, c0 + r0 : c0 + r1] = q.T
+            scales[c0 + r0 : c0 + r1] = sc
     return qT, scales
 
 
@@ -458,9 +482,10 @@ class Engine:
             q, s, z = (self.names.fresh(w + sfx) for sfx in ("_quantized", "_scale", "_zero_point"))
 
             def fn(t=t, q=q, s=s, z=z):
-                arr = self.reader.read_array(t)
-                qa, sa, za = quantize_int8_ort(arr, opts.per_channel)
-                del arr
+                shape = (int(t.dims[0]), int(t.dims[1]))
+                qa, sa, za = quantize_int8_ort_chunks(
+                    lambda: self.reader.iter_rows(t, ROW_CHUNK_BYTES), shape, opts.per_channel
+                )
                 return {q: qa, s: sa, z: za}
 
             self.jobs.append(Job(names=[q, s, z], cost=tensor_nbytes(t), fn=fn, label=w))
@@ -468,9 +493,11 @@ class Engine:
         q, s, z = (self.names.fresh(w + sfx) for sfx in ("_Q4", "_scales", "_zero_points"))
 
         def fn4(t=t, q=q, s=s, z=z):
-            arr = self.reader.read_array(t)
-            pk, sc, zp = quantize_int4_blocks(arr, opts.block_size, symmetric=False)
-            del arr
+            shape = (int(t.dims[0]), int(t.dims[1]))
+            bs = opts.block_size
+            pk, sc, zp = quantize_int4_blocks_chunks(
+                self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs), shape, bs, symmetric=False
+            )
             return {q: pk, s: sc, z: zp}
 
         self.jobs.append(Job(names=[q, s, z], cost=tensor_nbytes(t), fn=fn4, label=w))
@@ -486,9 +513,7 @@ class Engine:
             scales = self.names.fresh(emb.table + "_row_scales")
 
             def fn():
-                arr = self.reader.read_array(t)
-                qT, sc = quantize_rows_int8(arr)
-                del arr
+                qT, sc = quantize_rows_int8_chunks(lambda: self.reader.iter_rows(t, ROW_CHUNK_BYTES), (V, H))
                 return {table: qT, scales: sc}
 
             self.jobs.append(Job(names=[table, scales], cost=tensor_nbytes(t), fn=fn, label=emb.table))
@@ -513,9 +538,7 @@ class Engine:
         scales3 = self.names.fresh(emb.table + "_scales")
 
         def fn4():
-            arr = self.reader.read_array(t)  # [V, H]
-            pk, sc, _zp = quantize_int4_blocks_rows(arr, bs)
-            del arr
+            pk, sc = quantize_int4_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (V, H), bs)
             return {table: pk, scales3: sc.reshape(V, kb, 1)}
 
         self.jobs.append(Job(names=[table, scales3], cost=tensor_nbytes(t), fn=fn4, label=emb.table))
@@ -680,25 +703,26 @@ class Engine:
         return t
 
 
-def quantize_int4_blocks_rows(e_vh: np.ndarray, block_size: int):
-    """Symmetric 4-bit blocks of a [V, H] table in MatMulNBits layout for N=V, K=H
-    (i.e. the layout of E^T as a MatMul weight). Chunked over rows of E."""
+def quantize_int4_blocks_rows(chunks, shape: tuple[int, int], block_size: int):
+    """Symmetric 4-bit blocks of a [V, H] table (delivered as row chunks) in MatMulNBits
+    layout for N=V, K=H, i.e. the layout of E^T as a MatMul weight."""
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits
 
-    V, H = e_vh.shape
+    V, H = shape
     kb = (H + block_size - 1) // block_size
     blob = block_size // 2
     packed = np.zeros((V, kb, blob), dtype=np.uint8)
     scales = np.zeros((V, kb), dtype=np.float32)
-    zps = np.zeros((V, (kb + 1) // 2), dtype=np.uint8)
-    for r0, r1 in _row_chunks(V, H * 4):
-        w = np.ascontiguousarray(e_vh[r0:r1].T, dtype=np.float32)  # [K=H, N=r1-r0]
-        pk = np.zeros((r1 - r0, kb, blob), dtype=np.uint8)
-        sc = np.zeros((r1 - r0, kb), dtype=np.float32)
-        zp = np.zeros((r1 - r0, (kb + 1) // 2), dtype=np.uint8)
-        quantize_matmul_4bits(pk, w, sc, zp, block_size, r1 - r0, H, True)
-        packed[r0:r1], scales[r0:r1], zps[r0:r1] = pk, sc, zp
-    return packed, scales, zps
+    for c0, c1, big in chunks:
+        w = np.ascontiguousarray(big.T, dtype=np.float32)  # [K=H, N=c1-c0]
+        n = c1 - c0
+        pk = np.zeros((n, kb, blob), dtype=np.uint8)
+        sc = np.zeros((n, kb), dtype=np.float32)
+        zp = np.zeros((n, (kb + 1) // 2), dtype=np.uint8)
+        quantize_matmul_4bits(pk, w, sc, zp, block_size, n, H, True)
+        packed[c0:c1], scales[c0:c1] = pk, sc
+        del w
+    return packed, scales
 
 
 def estimate_direct_bytes(scanned: ScannedModel, precision: str, block_size: int, stock_int8: bool) -> int:

@@ -380,6 +380,32 @@ class TensorReader:
         return arr.reshape(tuple(int(d) for d in t.dims))
 
 
+    def read_rows(self, t: TensorProto, r0: int, r1: int) -> np.ndarray:
+        """Rows [r0, r1) of a tensor along its first axis (only those bytes are read)."""
+        shape = tuple(int(d) for d in t.dims)
+        if not is_external(t):
+            return onnx.numpy_helper.to_array(t)[r0:r1]
+        dt = _NP_DTYPES.get(t.data_type)
+        if dt is None:
+            raise ValueError(f"unsupported external tensor type {t.data_type} for {t.name!r}")
+        full, off, _length = self._locate(t)
+        row = 1
+        for d in shape[1:]:
+            row *= d
+        arr = np.fromfile(full, dtype=dt.newbyteorder("<"), count=(r1 - r0) * row, offset=off + r0 * row * dt.itemsize)
+        return arr.reshape((r1 - r0,) + shape[1:])
+
+    def iter_rows(self, t: TensorProto, chunk_bytes: int, multiple: int = 1) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Row chunks of about ``chunk_bytes`` (a multiple of ``multiple`` rows)."""
+        shape = tuple(int(d) for d in t.dims)
+        rows = shape[0] if shape else 1
+        row_bytes = max(1, tensor_nbytes(t) // max(1, rows))
+        step = max(multiple, (chunk_bytes // row_bytes) // multiple * multiple)
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            yield r0, r1, self.read_rows(t, r0, r1)
+
+
 # --------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------

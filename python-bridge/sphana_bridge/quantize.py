@@ -36,6 +36,7 @@ ALLOWED_KEYS = {
     "protoLimitBytes",
     "blockSize",
     "embeddingBits",
+    "int8Engine",
 }
 PROTOBUF_HARD_LIMIT = 2**31 - 1  # a serialized ModelProto can never reach 2 GiB
 
@@ -54,6 +55,8 @@ class QuantizeRequest:
     block_size_given: bool
     embedding_bits: int = 8
     embedding_bits_given: bool = False
+    int8_engine: str = "ort"
+    int8_engine_given: bool = False
 
 
 def _is_int(v: Any) -> bool:
@@ -89,6 +92,9 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
     emb_bits = req.get("embeddingBits", 8)
     if emb_bits not in (8, 4) or isinstance(emb_bits, bool):
         raise BadRequest("embeddingBits must be 8 or 4", {"field": "embeddingBits"})
+    int8_engine = req.get("int8Engine", "ort")
+    if int8_engine not in ("ort", "streaming"):
+        raise BadRequest("int8Engine must be 'ort' or 'streaming'", {"field": "int8Engine"})
     inp = os.path.abspath(req["input"])
     out = os.path.abspath(req["output"])
     if not out.endswith(".onnx"):
@@ -110,10 +116,23 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
         block_size_given="blockSize" in req,
         embedding_bits=emb_bits,
         embedding_bits_given="embeddingBits" in req,
+        int8_engine=int8_engine,
+        int8_engine_given="int8Engine" in req,
     )
 
 
 def _peak_rss_bytes() -> int | None:
+    """Peak RSS of THIS process. Linux: VmHWM (per address space, reset by exec).
+    ``getrusage().ru_maxrss`` is NOT used there: Linux carries it across fork+exec, so
+    a bridge spawned by a big parent (node, pytest) would report the parent's size."""
+    try:
+        with open("/proc/self/status", "r", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    parts = line.split()
+                    return int(parts[1]) * 1024  # kB
+    except OSError:
+        pass
     try:
         import resource
 
@@ -139,6 +158,8 @@ def run_quantize(request: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         notes.append("blockSize is only used for int4; ignored for int8")
     if req.embedding_bits_given and req.strategy != "embedding-split":
         notes.append("embeddingBits only applies to embedding-split; ignored")
+    if req.int8_engine_given and not (req.precision == "int8" and req.strategy != "embedding-split"):
+        notes.append("int8Engine only applies to int8 direct/external-data; ignored")
     if req.precision == "int4" and req.per_channel:
         notes.append("perChannel is ignored for int4 (block-wise quantization)")
 
@@ -155,7 +176,7 @@ def run_quantize(request: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
 
     ok = False
     try:
-        if req.precision == "int8" and req.strategy in ("direct", "external-data"):
+        if req.precision == "int8" and req.strategy != "embedding-split" and req.int8_engine == "ort":
             data = _run_stock_int8(scanned, req, staging, emitter, notes)
         else:
             data = _run_engine(scanned, req, staging, emitter, notes)
@@ -209,7 +230,9 @@ def _precheck_direct(scanned: ScannedModel, req: QuantizeRequest, emitter: Emitt
                 "reason": "input-too-large",
             },
         )
-    est = estimate_direct_bytes(scanned, req.precision, req.block_size, stock_int8=req.precision == "int8")
+    est = estimate_direct_bytes(
+        scanned, req.precision, req.block_size, stock_int8=req.precision == "int8" and req.int8_engine == "ort"
+    )
     emitter.progress("estimate", None, f"estimated single-file output {est} bytes (limit {limit})")
     if est > limit:
         raise ProtoLimitExceeded(
@@ -348,8 +371,8 @@ def _run_engine(
     notes.extend(result.notes)
     if req.precision == "int8":
         notes.append(
-            "int8 body: onnxruntime dynamic-quantization numerics and node pattern "
-            "(DynamicQuantizeLinear + MatMulInteger), applied tensor by tensor"
+            "int8: onnxruntime dynamic-quantization numerics and node pattern "
+            "(DynamicQuantizeLinear + MatMulInteger), applied tensor by tensor (streaming engine)"
         )
         if req.per_channel:
             notes.append("perChannel: per output column scales, full symmetric int8 range (no reduce_range)")
