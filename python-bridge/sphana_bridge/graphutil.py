@@ -180,7 +180,7 @@ class EmbeddingInfo:
     table: str  # initializer name [V, H]
     gathers: list[onnx.NodeProto]  # Gather(table, ids) nodes (usually one)
     ids_input: str | None  # graph input the indices come from
-    tied_heads: list[tuple[onnx.NodeProto, onnx.NodeProto | None]]  # (MatMul, Transpose or None)
+    tied_heads: list[tuple[onnx.NodeProto, onnx.NodeProto]]  # (MatMul, the Transpose feeding it)
     vocab: int
     hidden: int
 
@@ -229,11 +229,6 @@ def find_embedding(gi: GraphIndex) -> EmbeddingInfo | None:
                     for u, _ in users:
                         tied.append((u, consumer))
                     continue
-        if consumer.op_type == "Gemm" and idx == 1:
-            trans_b = next((a.i for a in consumer.attribute if a.name == "transB"), 0)
-            if trans_b == 1:
-                tied.append((consumer, None))
-                continue
         raise UnsupportedEmbedding(
             f"embedding table {table!r} has an unsupported consumer {consumer.op_type} "
             f"({consumer.name or consumer.output[0]!r}, input {idx})"

@@ -48,19 +48,30 @@ class Internal(BridgeError):
 # ``error_class``); the emitter passes any identifier-like class name through.
 ERROR_CLASSES = ("BadRequest", "InputError", "ProtoLimitExceeded", "OutOfMemory", "QuantizationError", "Internal")
 
+_PROTO_SIZE_PHRASES = (
+    "exceeds maximum protobuf size",  # protobuf (upb / cpp): "Message onnx.ModelProto exceeds maximum protobuf size of 2GB"
+    "larger than the 2 gb limit",  # onnx.save_model: "The proto size is larger than the 2 GB limit. ..."
+    "too large (>2gib)",  # onnx.checker.check_model on an in-memory model
+)
+
+
 def is_proto_size_error(exc: BaseException) -> bool:
     """True for protobuf's 'message exceeds 2GB' failures (EncodeError / ValueError / onnx's own)."""
     try:
         from google.protobuf.message import EncodeError
     except Exception:  # pragma: no cover - protobuf always present with onnx
         EncodeError = ValueError  # type: ignore[assignment,misc]
-    if not isinstance(exc, (ValueError, RuntimeError, EncodeError)):
-        return False
-    text = str(exc).lower()
-    return (
-        "exceeds maximum protobuf size" in text
-        or ("protobuf" in text and ("2gb" in text or "2 gb" in text or "too large" in text))
-    )
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # also look at the chained cause
+        seen.add(id(exc))
+        if isinstance(exc, (ValueError, RuntimeError, EncodeError)):
+            text = " ".join(str(exc).lower().split())
+            if any(p in text for p in _PROTO_SIZE_PHRASES):
+                return True
+            if "protobuf" in text and any(k in text for k in ("2gb", "2 gb", "2gib", "2 gib", "too large")):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def one_line(text: str, limit: int = 2000) -> str:

@@ -190,3 +190,78 @@ def test_stdout_carries_only_protocol_lines():
             assert noise in proc.stderr, noise
         if fail:
             assert objs[1]["class"] == "Internal" and "\n" not in objs[1]["message"]
+
+
+def test_proto_size_errors_are_recognised():
+    from google.protobuf.message import EncodeError
+
+    from sphana_bridge.protocol import is_proto_size_error
+
+    assert is_proto_size_error(ValueError("Message onnx.ModelProto exceeds maximum protobuf size of 2GB: 2147483700"))
+    assert is_proto_size_error(EncodeError("Message onnx.ModelProto exceeds maximum protobuf size of 2GB"))
+    assert is_proto_size_error(ValueError(
+        "The proto size is larger than the 2 GB limit. Please use save_as_external_data to save tensors separately "
+        "from the model file."))
+    assert is_proto_size_error(ValueError("This protobuf of onnx model is too large (>2GiB). Call check_model with model path instead."))
+    try:
+        try:
+            raise ValueError("Message onnx.ModelProto exceeds maximum protobuf size of 2GB")
+        except ValueError as inner:
+            raise RuntimeError("save failed") from inner
+    except RuntimeError as outer:
+        assert is_proto_size_error(outer)
+    assert not is_proto_size_error(ValueError("shape mismatch"))
+    assert not is_proto_size_error(KeyError("2GB"))
+
+
+def test_real_protobuf_overflow_is_classified(tmp_path, monkeypatch):
+    """Simulate the serializer failing the way protobuf does for >2 GB: ProtoLimitExceeded, no files left."""
+    import onnx as onnx_mod
+
+    from sphana_bridge import quantize as q
+    from sphana_bridge.protocol import Emitter, ProtoLimitExceeded
+
+    src = tmp_path / "m.onnx"
+    tiny_llm.save_tiny_llm(tiny_llm.TinyLlmConfig(), str(src))
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def boom(*a, **k):
+        raise ValueError("Message onnx.ModelProto exceeds maximum protobuf size of 2GB: 2147483700")
+
+    monkeypatch.setattr(onnx_mod, "save_model", boom)
+    lines = []
+
+    class Sink:
+        def write(self, b):
+            lines.append(b)
+
+        def flush(self):
+            pass
+
+    try:
+        q.run_quantize({"input": str(src), "output": str(out / "q.onnx"), "strategy": "direct", "precision": "int8"},
+                       Emitter(Sink()))
+    except ProtoLimitExceeded as e:
+        assert "2GB" in e.message
+    else:
+        raise AssertionError("expected ProtoLimitExceeded")
+    assert os.listdir(out) == []
+
+
+def test_embedding_with_unknown_consumer_is_a_quantization_error(tmp_path):
+    cfg = tiny_llm.TinyLlmConfig(tied=True)
+    model = tiny_llm.build_tiny_llm(cfg)
+    # something else also reads the table: the split cannot know how to rewrite it
+    model.graph.node.append(helper.make_node("ReduceSum", ["model.embed_tokens.weight"], ["table_sum"], keepdims=0,
+                                             name="odd_consumer"))
+    model.graph.output.append(helper.make_tensor_value_info("table_sum", TensorProto.FLOAT, []))
+    src = tmp_path / "odd.onnx"
+    onnx.save(model, str(src))
+    out = tmp_path / "out"
+    out.mkdir()
+    run = run_bridge("quantize", request={"input": str(src), "output": str(out / "q.onnx"),
+                                          "strategy": "embedding-split", "precision": "int8"})
+    assert run.error["class"] == "QuantizationError"
+    assert "odd_consumer" in run.error["message"] and "ReduceSum" in run.error["message"]
+    assert os.listdir(out) == []
