@@ -21,7 +21,6 @@ one ``quantize_dynamic`` emits. int4 uses onnxruntime's C++ block quantizer
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable

@@ -12,12 +12,11 @@ from typing import Any
 
 from sphana_bridge import graphutil
 from sphana_bridge.engine import Engine, EngineOptions, estimate_direct_bytes
-from sphana_bridge.modelio import ScannedModel, Staging, external_info, is_external, scan_model
+from sphana_bridge.modelio import ScannedModel, Staging, scan_model
 from sphana_bridge.protocol import (
     BadRequest,
     BridgeError,
     Emitter,
-    InputError,
     OutOfMemory,
     ProtoLimitExceeded,
     QuantizationError,

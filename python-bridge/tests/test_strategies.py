@@ -250,3 +250,20 @@ def test_chunked_processing_is_exact(models, tmp_path, monkeypatch, opts):
     assert whole.keys() == chunked.keys()
     for k in whole:
         np.testing.assert_array_equal(whole[k], chunked[k], err_msg=k)
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_other_opsets(tmp_path, opset, precision):
+    from conftest import tiny_llm
+
+    cfg = tiny_llm.TinyLlmConfig(tied=True, opset=opset)
+    src = tmp_path / f"o{opset}.onnx"
+    tiny_llm.save_tiny_llm(cfg, str(src))
+    feeds = tiny_llm.reference_inputs(cfg, batch=2, seq=8)
+    ref = session(src).run(["logits"], feeds)[0]
+    for strategy in ("direct", "embedding-split"):
+        run = quantize(tmp_path, src, strategy, precision)
+        out = session(run.data["files"][0]["path"]).run(["logits"], feeds)[0]
+        met = logits_metrics(ref, out)
+        assert met["top1"] >= 0.9 and met["cos_mean"] >= 0.99, (strategy, met)
