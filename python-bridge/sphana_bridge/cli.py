@@ -69,6 +69,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("sphana_bridge.quantize", "run_quantize"),
     "synthesize": ("sphana_bridge.synthetic", "run_synthesize"),
     "synthetic-tokenizer": ("sphana_bridge.synthetic", "run_synthetic_tokenizer"),
+    "export": ("sphana_bridge.export_model", "run_export"),
 }
 
 
