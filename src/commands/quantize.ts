@@ -10,6 +10,7 @@ export interface QuantizeCliOptions {
   perChannel?: boolean;
   force?: boolean;
   threads?: string;
+  engine: string;
 }
 
 const CHOICES = ['auto', ...STRATEGIES] as const;
@@ -18,6 +19,7 @@ const CHOICES = ['auto', ...STRATEGIES] as const;
 export async function run([input]: string[], options: QuantizeCliOptions, out: Output): Promise<number> {
   if (!(CHOICES as readonly string[]).includes(options.strategy)) throw new UsageError(`--strategy must be one of ${CHOICES.join(', ')}`);
   if (options.precision !== 'int8' && options.precision !== 'int4') throw new UsageError('--precision must be int8 or int4');
+  if (options.engine !== 'ort' && options.engine !== 'streaming') throw new UsageError('--engine must be streaming or ort');
   let step: Step | undefined;
   const report = await quantizeModel({
     input,
@@ -25,6 +27,7 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
     strategy: options.strategy as StrategyChoice,
     precision: options.precision,
     perChannel: options.perChannel,
+    engine: options.engine,
     force: options.force,
     threads: options.threads ? Number(options.threads) : undefined,
     onAttempt: (strategy) => { step = out.step(`quantize ${options.precision} (${strategy})`); },

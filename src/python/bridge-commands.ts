@@ -18,6 +18,8 @@ export interface QuantizeRequest {
   perChannel: boolean;
   protoLimitBytes: number;
   blockSize?: number;
+  /** int8 direct/external-data: onnxruntime's quantize_dynamic, or the bridge's tensor-by-tensor engine (same bytes, ~0.4× memory). */
+  int8Engine?: 'ort' | 'streaming';
 }
 
 export interface QuantizeResult {

@@ -29,6 +29,8 @@ export interface QuantizeOptions {
   strategy?: StrategyChoice;
   precision?: QuantizePrecision;
   perChannel?: boolean;
+  /** Default 'streaming': onnxruntime's dynamic INT8 format, quantized tensor by tensor (flat memory). */
+  engine?: 'ort' | 'streaming';
   force?: boolean;
   threads?: number;
   env?: BridgeEnvironment;
@@ -97,6 +99,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
       try {
         result = await bridgeQuantize(env, {
           input: resolve(input), output: target, strategy, precision, perChannel: !!options.perChannel, protoLimitBytes: limit,
+          int8Engine: options.engine ?? 'streaming',
         }, { onProgress: options.onProgress, signal: options.signal });
       } catch (error) {
         if (!(error instanceof SphanaError) || error.code === 'E_INTERRUPTED' || error.exitCode === 4) throw error;

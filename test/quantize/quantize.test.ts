@@ -19,7 +19,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'sphana-quantize-'));
   tied = buildTinyLlm(join(dir, 'tied.onnx'), ['--tied']);
   untied = buildTinyLlm(join(dir, 'untied.onnx'));
-  big = buildTinyLlm(join(dir, 'big.onnx'), ['--tied', '--vocab', '32000', '--hidden', '256', '--layers', '4', '--heads', '8', '--kv-heads', '2', '--head-dim', '32']);
+  big = buildTinyLlm(join(dir, 'big.onnx'), ['--tied', '--vocab', '32000', '--hidden', '512', '--layers', '6', '--heads', '8', '--kv-heads', '2', '--head-dim', '64']);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -133,7 +133,7 @@ test('a broken bridge environment gives a one-line environment error and exit 4'
 
 test('Ctrl-C during quantization leaves no partial output and no orphan Python process', async () => {
   const out = join(dir, 'interrupted.int8.onnx');
-  const child = spawn(process.execPath, [BIN, 'quantize', big, '-o', out, '--strategy', 'external-data'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'quantize', big, '-o', out, '--strategy', 'embedding-split'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   await new Promise<void>((resolve, reject) => {
@@ -143,7 +143,7 @@ test('Ctrl-C during quantization leaves no partial output and no orphan Python p
     });
     void exited.then((c) => reject(new Error(`exited ${c} before starting: ${stderr}`)));
   });
-  await new Promise((r) => setTimeout(r, 700));
+  await new Promise((r) => setTimeout(r, 300));
   child.kill('SIGINT');
   const code = await exited;
   assert.equal(code, 130, stderr);
