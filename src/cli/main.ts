@@ -74,6 +74,19 @@ Exit codes:
     .action(run(() => import('../commands/inspect.js')));
 
   program
+    .command('verify')
+    .description('check an artifact folder: files and sha256, KV dims, tokenizer, cache wiring, INT8 agreement, sample, speed')
+    .argument('<artifact>', 'artifact folder (or its manifest.json)')
+    .option('--prompt <text>', 'prompt for the cache check and the greedy sample')
+    .option('--tokens <n>', 'decode steps for the cache check, the sample and the speed figures', '16')
+    .option('--precision <list>', 'comma-separated precisions to run (default: every model in the manifest)')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
+    .option('--top1 <x>', 'minimum top-1 agreement of the quantized model with fp32 (default 0.90)')
+    .option('--cosine <x>', 'minimum mean cosine similarity of the logits (default 0.98)')
+    .option('--kl <x>', 'maximum mean KL divergence, nats (default 0.10)')
+    .action(run(() => import('../commands/verify.js')));
+
+  program
     .command('doctor')
     .description('check Node, onnxruntime-node, Python and the bridge environment (building it if missing)')
     .action(run(() => import('../commands/doctor.js')));

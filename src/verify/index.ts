@@ -50,6 +50,7 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     onCheck?.(check);
   };
   const progress = options.onProgress ?? (() => {});
+  let promptSource: VerificationReport['promptIds'] = null;
 
   if (wanted.has('files')) {
     progress('files: sizes and sha256');
@@ -74,7 +75,11 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
       else runnable.push({ precision, path: artifact.abs(artifact.modelPath(precision)!) });
     }
     const vocab = modelVocab(artifact).vocab;
-    const encode = (text: string, seed: number) => promptIds(text, tokenizer, artifact, vocab, seed);
+    const encode = (text: string, seed: number) => {
+      const ids = promptIds(text, tokenizer, artifact, vocab, seed);
+      promptSource = ids.synthetic || promptSource === 'synthetic' ? 'synthetic' : 'tokenizer';
+      return ids.ids;
+    };
     const promptTokens = encode(prompt, 0);
     const agreementPrompts = [...AGREEMENT_PROMPTS, ...(options.prompt && !AGREEMENT_PROMPTS.includes(options.prompt) ? [options.prompt] : [])].map((p, i) => encode(p, i + 1));
     const speedPrompt = fill(agreementPrompts, SPEED_PROMPT_TOKENS);
@@ -90,6 +95,7 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
         prompt: promptTokens, agreementPrompts, reference: precision === 'fp32' ? undefined : reference,
         keepLogits: precision === 'fp32' && quantized.length > 0 && wanted.has('agreement'),
         speedPrompt, tokens, threads, onProgress: progress,
+        phases: { runtime: wanted.has('runtime'), agreement: wanted.has('agreement'), sample: wanted.has('sample'), speed: wanted.has('speed') },
       });
       if (precision === 'fp32') {
         reference = (run as { logits?: Float32Array[] }).logits;
@@ -119,6 +125,7 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     precisions,
     thresholds,
     prompt,
+    promptIds: promptSource,
     tokens,
     threads,
     failed,
@@ -161,14 +168,14 @@ function unavailableReason(artifact: Artifact, precision: Precision): string | n
 }
 
 /** Token ids of a prompt: the artifact's tokenizer (BOS first) when it fits the model, else fixed synthetic ids. */
-function promptIds(text: string, tokenizer: LoadedTokenizer | null, artifact: Artifact, vocab: number, seed: number): number[] {
+function promptIds(text: string, tokenizer: LoadedTokenizer | null, artifact: Artifact, vocab: number, seed: number): { ids: number[]; synthetic: boolean } {
   if (tokenizer) {
     let ids = tokenizer.encode(text);
     const bos = artifact.manifest.tokenizer.bosTokenId;
     if (bos !== null && ids[0] !== bos && bos < vocab) ids = [bos, ...ids];
-    if (ids.length > 0 && ids.every((id) => id >= 0 && id < vocab)) return ids;
+    if (ids.length > 0 && ids.every((id) => id >= 0 && id < vocab)) return { ids, synthetic: false };
   }
-  return syntheticIds(12 + seed, vocab, seed);
+  return { ids: syntheticIds(12 + seed, vocab, seed), synthetic: true };
 }
 
 /** A prompt of `length` ids: the first prompt's first id (BOS), then the prompts' other ids, repeated. */

@@ -63,6 +63,8 @@ export interface RunInputs {
   speedPrompt: number[];
   tokens: number;
   threads: number;
+  /** Which measurements to take (the checks asked for). */
+  phases: { runtime: boolean; agreement: boolean; sample: boolean; speed: boolean };
   onProgress?: (message: string) => void;
 }
 
@@ -112,14 +114,16 @@ export async function runPrecision(manifest: Manifest, precision: Precision, mod
     const kv = kvInfoOf(manifest);
     const runner = new DecoderRunner(rec.session, kv);
 
-    progress('cached decode against a full-sequence run');
-    run.cache = await compareCachedWithFull(runner, kv, inputs.prompt, inputs.tokens, rec.lastDims);
+    if (inputs.phases.runtime) {
+      progress('cached decode against a full-sequence run');
+      run.cache = await compareCachedWithFull(runner, kv, inputs.prompt, inputs.tokens, rec.lastDims);
+    }
 
     enter('agreement');
-    progress(`logits over ${inputs.agreementPrompts.length} prompts`);
     const logits: Float32Array[] = [];
     const compared: Agreement[] = [];
-    for (const [i, ids] of inputs.agreementPrompts.entries()) {
+    if (inputs.phases.agreement && (inputs.keepLogits || inputs.reference)) progress(`logits over ${inputs.agreementPrompts.length} prompts`);
+    for (const [i, ids] of inputs.phases.agreement && (inputs.keepLogits || inputs.reference) ? inputs.agreementPrompts.entries() : []) {
       runner.reset();
       const r = await runner.step(ids);
       const rows = Float32Array.from(r.logits);
@@ -134,13 +138,17 @@ export async function runPrecision(manifest: Manifest, precision: Precision, mod
     if (compared.length) run.agreement = pool(compared);
 
     enter('sample');
-    progress(`greedy sample of ${inputs.tokens} tokens`);
-    const sample = await runner.greedy(inputs.prompt, inputs.tokens);
-    run.sample = { promptTokens: inputs.prompt.length, tokens: sample.tokens };
+    if (inputs.phases.sample) {
+      progress(`greedy sample of ${inputs.tokens} tokens`);
+      const sample = await runner.greedy(inputs.prompt, inputs.tokens);
+      run.sample = { promptTokens: inputs.prompt.length, tokens: sample.tokens };
+    }
 
     enter('speed');
-    progress('timing prefill and decode');
-    run.speed = await timeSpeed(runner, inputs.speedPrompt, inputs.tokens);
+    if (inputs.phases.speed) {
+      progress('timing prefill and decode');
+      run.speed = await timeSpeed(runner, inputs.speedPrompt, inputs.tokens);
+    }
   } catch (error) {
     if (!isSphanaError(error) && !(error instanceof RangeError)) throw error;
     run.error = (error as Error).message;

@@ -111,6 +111,6 @@ export function checkTokenizer(artifact: Artifact): { result: CheckResult; token
   if (problems.length) {
     return { result: checkResult('tokenizer', 'failed', started, figures, problems.length > 1 ? `${problems[0]} (+${problems.length - 1} more)` : problems[0]), tokenizer: usable };
   }
-  const message = `${size} tokens (logits ${logits.vocab}, config ${configVocab}); BOS ${bos ?? 'none'}, EOS ${eos.join('/')} special; ${ROUND_TRIP_TEXTS.length} texts round-trip`;
+  const message = `${size} tokens (logits ${logits.vocab}, config ${configVocab}), BOS ${bos ?? 'none'} and EOS ${eos.join('/')} special, ${ROUND_TRIP_TEXTS.length} texts round-trip`;
   return { result: checkResult('tokenizer', 'passed', started, figures, message), tokenizer: usable };
 }

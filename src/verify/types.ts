@@ -88,6 +88,8 @@ export interface VerificationReport {
   precisions: Precision[];
   thresholds: AgreementThresholds;
   prompt: string;
+  /** Where the prompts' token ids came from: the artifact's tokenizer, or fixed synthetic ids when it cannot encode for this model. */
+  promptIds: 'tokenizer' | 'synthetic' | null;
   tokens: number;
   threads: number;
   /** Names of failed checks, in order. */

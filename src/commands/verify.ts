@@ -1,0 +1,82 @@
+import type { Output } from '../cli/output.js';
+import { reportError } from '../cli/main.js';
+import { chalk } from '../cli/terminal.js';
+import { JobFailedError, UsageError } from '../errors.js';
+import type { Precision } from '../manifest/schema.js';
+import { type CheckResult, INFORMATIONAL, type VerificationReport, verifyArtifacts } from '../verify/index.js';
+
+export interface VerifyCommandOptions {
+  prompt?: string;
+  tokens?: string;
+  precision?: string;
+  threads?: string;
+  top1?: string;
+  cosine?: string;
+  kl?: string;
+}
+
+function number(flag: string, value: string | undefined, integer = false): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${flag} takes ${integer ? 'an integer' : 'a number'} (got '${value}')`);
+  }
+  return n;
+}
+
+/** `sphana verify ARTIFACT`: the report (a table, or one JSON object); exit 1 when a check failed. */
+export async function run(args: string[], options: VerifyCommandOptions, out: Output): Promise<number> {
+  const [target] = args;
+  const precisions = options.precision?.split(',').map((p) => p.trim()).filter(Boolean) as Precision[] | undefined;
+  const tokens = number('tokens', options.tokens, true);
+  const threads = number('threads', options.threads, true);
+  const thresholds = { top1: number('top1', options.top1), cosine: number('cosine', options.cosine), kl: number('kl', options.kl) };
+  const step = out.step(`verifying ${target}`);
+  let report: VerificationReport;
+  try {
+    report = await verifyArtifacts(target, {
+      prompt: options.prompt, tokens, threads, precisions, thresholds,
+      onProgress: (message) => step.update(message),
+    }, (check) => step.update(`${check.name}: ${check.status}`));
+  } catch (error) {
+    step.fail();
+    throw error;
+  }
+  if (report.ok) step.succeed(`${report.checks.length} checks`);
+  else step.fail(`failed: ${report.failed.join(', ')}`);
+  out.json(JSON.stringify(report));
+  if (!out.options.json) out.result(renderReport(report));
+  if (!report.ok) {
+    const error = new JobFailedError('E_VERIFY_FAILED', `verification failed: ${report.failed.join(', ')}`, {
+      hint: 'the figures of each failed check are in the table (or --json)',
+      details: { failed: report.failed },
+    });
+    return reportError(error, { json: false, verbose: out.options.verbose });
+  }
+  return 0;
+}
+
+const MARK: Record<CheckResult['status'], (s: string) => string> = {
+  passed: (s) => chalk.green(s),
+  failed: (s) => chalk.red(s),
+  skipped: (s) => chalk.yellow(s),
+};
+const WORD: Record<CheckResult['status'], string> = { passed: 'PASS', failed: 'FAIL', skipped: 'SKIP' };
+
+/** The people's table: check, result, seconds, key figures (long messages wrapped at '; '). */
+export function renderReport(report: VerificationReport): string {
+  const width = Math.max(...report.checks.map((c) => c.name.length), 'check'.length);
+  const lines = [`${report.name}  ${chalk.dim(report.dir)}`, `${'check'.padEnd(width)}  result  time    figures`];
+  for (const c of report.checks) {
+    const word = INFORMATIONAL.has(c.name) && c.status === 'passed' ? 'INFO' : WORD[c.status];
+    const parts = c.message.split('; ');
+    const time = `${c.seconds.toFixed(1)}s`.padEnd(6);
+    lines.push(`${c.name.padEnd(width)}  ${MARK[c.status](word.padEnd(6))}  ${time}  ${parts[0]}`);
+    for (const more of parts.slice(1)) lines.push(`${' '.repeat(width + 18)}${more}`);
+  }
+  if (report.promptIds === 'synthetic') lines.push(chalk.yellow('runtime checks used fixed synthetic token ids: the tokenizer cannot encode for this model'));
+  const t = report.thresholds;
+  lines.push(chalk.dim(`thresholds: top-1 ≥ ${t.top1}, cosine ≥ ${t.cosine}, KL ≤ ${t.kl}; ${report.tokens} decode steps, ${report.threads} threads; ${report.seconds.toFixed(1)}s`));
+  lines.push(report.ok ? chalk.green('verified') : chalk.red(`FAILED: ${report.failed.join(', ')}`));
+  return lines.join('\n');
+}

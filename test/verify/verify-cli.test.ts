@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ANSI, sphana } from '../helpers/cli.js';
+import { type Models, Scratch, buildModels, makeArtifact } from './fixture.js';
+
+/** `sphana verify` as a user runs it: exit 0 verified, 1 a check failed, 3 bad input. */
+
+let models: Models;
+const scratch = new Scratch();
+let good: string;
+
+before(async () => {
+  models = buildModels();
+  good = scratch.dir('good');
+  await makeArtifact(models, good);
+});
+
+after(() => scratch.cleanup(models?.root ?? ''));
+
+test('verify --json on a good artifact: one JSON object on stdout, exit 0', () => {
+  const r = sphana(['verify', '--json', '--tokens', '4', good]);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ name: string; passed: boolean }>; failed: string[] };
+  assert.equal(report.ok, true);
+  assert.deepEqual(report.checks.map((c) => c.name), ['files', 'structure', 'tokenizer', 'runtime', 'agreement', 'sample', 'speed']);
+  assert.doesNotMatch(r.stdout, ANSI);
+});
+
+test('a failed check exits 1 and names it; the table goes to stdout', () => {
+  const dir = scratch.copy(good, 'flipped');
+  const fd = openSync(join(dir, 'onnx/generation_config.json'), 'r+');
+  writeSync(fd, ' ', 0);
+  closeSync(fd);
+  const json = sphana(['verify', '--json', '--precision', 'fp32', '--tokens', '2', dir]);
+  assert.equal(json.exitCode, 1, json.stderr);
+  const report = JSON.parse(json.stdout) as { ok: boolean; failed: string[] };
+  assert.deepEqual(report.failed, ['files']);
+  assert.match(json.stderr, /E_VERIFY_FAILED: verification failed: files/);
+
+  const human = sphana(['verify', '--precision', 'fp32', '--tokens', '2', '--top1', '0.5', dir]);
+  assert.equal(human.exitCode, 1);
+  assert.match(human.stdout, /^files +FAIL .*generation_config\.json has sha256/m);
+  assert.match(human.stdout, /^runtime +PASS /m);
+  assert.match(human.stdout, /thresholds: top-1 ≥ 0\.5, cosine ≥ 0\.98, KL ≤ 0\.1/);
+  assert.doesNotMatch(human.stdout + human.stderr, ANSI);
+});
+
+test('bad input exits 3 with a one-line error; bad flags exit 2', () => {
+  const missing = sphana(['verify', '--json', join(scratch.root, 'no-such-dir')]);
+  assert.equal(missing.exitCode, 3);
+  assert.equal((JSON.parse(missing.stdout) as { error: { code: string } }).error.code, 'E_NO_ARTIFACT');
+  const noManifest = sphana(['verify', scratch.root]);
+  assert.equal(noManifest.exitCode, 3);
+  assert.match(noManifest.stderr, /^error E_NO_MANIFEST: .* has no manifest\.json$/m);
+  assert.equal(sphana(['verify', '--tokens', 'many', good]).exitCode, 2);
+  assert.equal(sphana(['verify']).exitCode, 2);
+});
