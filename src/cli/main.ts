@@ -98,7 +98,8 @@ Exit codes:
     .option('-o, --output <file>', 'output path (default: MODEL.int8.onnx)')
     .option('--strategy <name>', 'auto | direct | external-data | embedding-split', 'auto')
     .option('--precision <p>', 'int8 | int4', 'int8')
-    .option('--per-channel', 'per-channel weights (onnxruntime then uses 7-bit ranges)')
+    .option('--per-channel', 'per-channel weight scales')
+    .option('--engine <name>', "int8 engine: streaming (tensor by tensor, flat memory) | ort (onnxruntime's quantize_dynamic)", 'streaming')
     .option('--force', 'overwrite an existing output')
     .option('--threads <n>', 'onnxruntime threads for the checks')
     .action(run(() => import('../commands/quantize.js')));
