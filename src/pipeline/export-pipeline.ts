@@ -16,6 +16,7 @@ import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore, fingerprint } from './state.js';
 import { sphanaVersion } from '../version.js';
+import { verifyArtifacts } from '../verify/index.js';
 
 export const MODEL_FILE = 'llm_generator.onnx';
 const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
@@ -58,8 +59,6 @@ export interface ExportSummary {
   quantization: Manifest['quantization'];
   verification: { ok: boolean; failed: string[] } | null;
 }
-
-type VerifyModule = { verifyArtifacts: (dir: string, options: Record<string, unknown>) => Promise<{ ok: boolean; checks: Array<{ name: string; passed: boolean }> }> };
 
 /** export → quantize → verify → manifest, skipping steps whose recorded inputs still match. */
 export async function runExport(options: ExportOptions): Promise<ExportSummary> {
@@ -179,10 +178,9 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
   steps.push({ step: 'manifest', seconds: (performance.now() - t0) / 1000, skipped: false });
 
   if (options.verify) {
-    const verifier = await loadVerifier();
-    if (verifier) {
+    {
       const report = await step('verify', 'verify: files, structure, tokenizer, runtime, agreement', fingerprint({ quantPrint, assemblePrint, files: manifest.files.map((f) => f.sha256) }), () => [], async () => {
-        const r = await verifier.verifyArtifacts(dir, { threads: options.threads });
+        const r = await verifyArtifacts(dir, { threads: options.threads, onProgress: (m: string) => events.progress('verify', m) });
         return { result: r, detail: r.ok ? 'all checks passed' : `failed: ${r.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')}` };
       });
       verification = { ok: report.ok, failed: report.checks.filter((c) => !c.passed).map((c) => c.name) };
@@ -195,15 +193,6 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
     }
   }
   return { dir, manifest: join(dir, 'manifest.json'), steps, files: manifest.files, kvCache: manifest.kvCache, parity: manifest.parity, quantization: manifest.quantization, verification };
-}
-
-async function loadVerifier(): Promise<VerifyModule | undefined> {
-  try {
-    return (await import('../verify/index.js' as string)) as VerifyModule;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
-    throw error;
-  }
 }
 
 async function toolVersions(env: BridgeEnvironment): Promise<Record<string, string>> {
