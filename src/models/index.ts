@@ -71,11 +71,24 @@ export function describeArchitecture(config: HfConfig): ManifestArchitecture {
     vocabSize: required(config, 'vocab_size'),
     contextLength: required(config, 'max_position_embeddings'),
     tiedEmbeddings: config.tie_word_embeddings ?? family.defaultTiedEmbeddings,
-    rope: { theta: config.rope_theta ?? 10000, scaling: config.rope_scaling ?? null },
+    rope: ropeOf(config),
     slidingWindow: family.id === 'gemma2' || config.use_sliding_window ? (config.sliding_window ?? null) : null,
     attnLogitSoftcapping: config.attn_logit_softcapping ?? null,
     finalLogitSoftcapping: config.final_logit_softcapping ?? null,
   };
+}
+
+/** RoPE settings: transformers 5 writes `rope_parameters`, older configs `rope_theta` + `rope_scaling`. */
+export function ropeOf(config: HfConfig): { theta: number; scaling: Record<string, unknown> | null } {
+  const params = config.rope_parameters as Record<string, unknown> | undefined;
+  if (params && typeof params === 'object') {
+    const flat = typeof params.rope_theta === 'number' ? params : (Object.values(params).find((v) => typeof v === 'object' && v !== null) as Record<string, unknown> | undefined);
+    const theta = typeof flat?.rope_theta === 'number' ? flat.rope_theta : (config.rope_theta ?? 10000);
+    const { rope_theta: _theta, ...rest } = flat ?? {};
+    const scaling = flat === params ? rest : params;
+    return { theta, scaling: Object.keys(scaling).length && (scaling as { rope_type?: string }).rope_type !== 'default' ? scaling : null };
+  }
+  return { theta: config.rope_theta ?? 10000, scaling: config.rope_scaling ?? null };
 }
 
 /**

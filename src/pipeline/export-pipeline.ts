@@ -111,10 +111,12 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
 
   const modelPath = join(onnxDir, MODEL_FILE);
   const exportPrint = fingerprint({ weightsPrint, exporter: options.exporter, limit: protoLimitBytes() });
+  const assemblePrint = fingerprint({ weightsPrint, exportPrint });
+  // Weights are needed only by a step that has to run.
+  if (options.force || !state.upToDate('export', exportPrint) || !state.upToDate('assemble', assemblePrint)) await ensureWeights();
   const exported = await step<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, exportPrint,
     () => [modelPath, `${modelPath}.data`].filter(existsSync),
     async () => {
-      await ensureWeights();
       for (const f of [modelPath, `${modelPath}.data`]) rmSync(f, { force: true });
       const result = await bridgeExport(await bridge(), {
         modelDir: hfDir(), output: modelPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
@@ -136,11 +138,9 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
       return { result, detail: `via ${result.strategy}` };
     });
 
-  const assemblePrint = fingerprint({ weightsPrint, exportPrint });
   await step('assemble', 'tokenizer, configs and genai_config.json', assemblePrint,
     () => [...COPIED, 'genai_config.json'].map((f) => join(onnxDir, f)).filter(existsSync),
     async () => {
-      await ensureWeights();
       for (const f of COPIED) {
         const from = join(hfDir(), f);
         if (!existsSync(from)) continue;

@@ -69,7 +69,12 @@ export async function resolveSource(options: SourceOptions): Promise<ModelSource
 
 /** The folder of an npm package that sphana depends on. */
 function packageDir(name: string): string {
-  return dirname(createRequire(import.meta.url).resolve(`${name}/package.json`));
+  const require = createRequire(import.meta.url);
+  for (const base of require.resolve.paths(name) ?? []) {
+    const dir = join(base, name);
+    if (existsSync(join(dir, 'package.json'))) return dir;
+  }
+  throw new InputError('E_PACKAGE_MISSING', `the npm package ${name} is not installed`, { hint: 'run `npm install` in the sphana folder' });
 }
 
 /**
