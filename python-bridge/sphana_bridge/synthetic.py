@@ -76,6 +76,29 @@ def _check_keys(request: dict[str, Any], allowed: set[str], command: str) -> Non
         )
 
 
+def _floats_where_declared(model_type: str, values: dict[str, Any]) -> dict[str, Any]:
+    """JSON from JavaScript writes 30.0 as 30: give float-typed config fields their float back."""
+    import typing
+
+    from transformers import AutoConfig
+
+    cls = type(AutoConfig.for_model(model_type))
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            hints.update(typing.get_type_hints(klass))
+        except Exception:
+            hints.update(getattr(klass, "__annotations__", {}) or {})
+    out = dict(values)
+    for key, value in values.items():
+        if isinstance(value, int) and not isinstance(value, bool) and key in hints:
+            hint = hints[key]
+            args = typing.get_args(hint) or (hint,)
+            if float in args and int not in args:
+                out[key] = float(value)
+    return out
+
+
 def build_config(config: dict[str, Any]):
     """A transformers config object from a config.json dict; InputError if unsupported."""
     from transformers import AutoConfig
@@ -94,6 +117,7 @@ def build_config(config: dict[str, Any]):
         )
     rest = {k: v for k, v in config.items() if k not in ("model_type", "transformers_version")}
     rest["architectures"] = archs
+    rest = _floats_where_declared(model_type, rest)
     try:
         cfg = AutoConfig.for_model(model_type, **rest)
     except Exception as e:  # invalid values (e.g. heads not dividing hidden)

@@ -44,7 +44,7 @@ export const llama: ArchitectureFamily = {
     const ratio = Math.max(1, Math.round(heads / kv));
     return {
       ...config,
-      hidden_size: 64 * Math.min(ratio, 2),
+      hidden_size: 2 * ratio * 16,
       intermediate_size: 128,
       num_hidden_layers: 2,
       num_attention_heads: 2 * ratio,
