@@ -436,6 +436,41 @@ def initializer_bytes(model) -> int:
     return total
 
 
+def _release_export_caches() -> None:
+    """torch.export keeps its last trace in a module-level map (fake tensor id -> fx Node); the
+    nodes reach the traced module and with it every weight. Drop it so the weights are freed
+    before onnxruntime loads its own copy."""
+    try:
+        from torch.fx.experimental import proxy_tensor
+
+        getattr(proxy_tensor, "_FAKE_TENSOR_ID_TO_PROXY_MAP_FOR_EXPORT", {}).clear()
+    except Exception:  # private API: best effort
+        pass
+
+
+def _free_torch_weights(model) -> None:
+    """Empty every parameter and buffer in place. The exporter's leftovers (module-level
+    caches in torch.export and onnxscript) still reference the Parameter objects; swapping
+    their storage frees the memory (or unmaps the safetensors pages) whatever holds them."""
+    import torch
+
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            t.data = torch.empty(0, dtype=t.dtype)
+
+
+def _drop_weights(model) -> None:
+    """Cut the saved graph loose from the torch weights. onnxscript's rewrite rules keep
+    module-level references to the last graph they matched, and the graph's initializers wrap
+    the torch parameters, so merely deleting our references would keep every weight alive."""
+    try:
+        for value in list(model.graph.initializers.values()):
+            value.const_value = None
+        model.graph.initializers.clear()
+    except Exception:  # best effort: only memory is at stake
+        pass
+
+
 def save_model(model, path: str, external: bool, emit: Emit | None) -> None:
     import onnx_ir as ir
 
@@ -573,7 +608,10 @@ def export_model(
         external = weights + GRAPH_MARGIN_BYTES > proto_limit_bytes
         progress("save", 0.0, f"{weights} bytes of weights, {'external data file' if external else 'single file'}")
         save_model(onnx_model, staging.onnx_path, external, emit)
+        _drop_weights(onnx_model)
+        _free_torch_weights(model)
         del onnx_model, wrapper, model
+        _release_export_caches()
         gc.collect()
         if not external and os.path.getsize(staging.onnx_path) > proto_limit_bytes:
             raise ExportFailed("the single-file model exceeds protoLimitBytes", {"bytes": os.path.getsize(staging.onnx_path)})
