@@ -1,7 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchExport, benchGemma2 } from './export.js';
 import { benchInspect } from './inspect.js';
+import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
 
 /**
@@ -11,14 +13,17 @@ import { machine } from './measure.js';
  */
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const cache = process.env.SPHANA_BENCH_CACHE ?? join(process.env.HOME ?? '/tmp', '.cache/sphana/bench');
-const python = process.env.SPHANA_BENCH_PYTHON ?? process.env.SPHANA_PYTHON ?? 'python3';
+const python = process.env.SPHANA_BENCH_PYTHON ?? (await ensureBridgeEnvironment()).python;
+process.env.SPHANA_BENCH_PYTHON = python;
 const bin = join(root, 'bin/sphana.js');
 
 const sections: Record<string, () => Promise<string[]>> = {
   inspect: () => benchInspect(cache, python, bin),
+  export: () => benchExport(cache, bin),
+  gemma2: () => benchGemma2(cache, bin),
 };
 
-const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(sections);
+const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 for (const name of wanted) {
   const section = sections[name];
