@@ -31,7 +31,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -525,7 +524,6 @@ def export_model(
     output = os.path.abspath(output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     progress("load", 0.0, f"loading {config['model_type']} from {model_dir}")
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     try:
         model = load_model(model_dir)
     except BridgeError:
