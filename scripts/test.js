@@ -39,3 +39,10 @@ const filter = process.argv.slice(2);
 const files = testFiles(join(root, 'dist/test')).filter((f) => filter.length === 0 || filter.some((s) => f.includes(s))).sort();
 log(`${files.length} test files`);
 run(process.execPath, ['--test', '--test-concurrency=1', ...files], { ...process.env, SPHANA_TEST_PYTHON: py });
+
+// The bridge's own tests (pytest), unless a filter picked only some TypeScript tests.
+if (filter.length === 0 || filter.includes('python-bridge')) {
+  const hasPytest = spawnSync(py, ['-c', 'import pytest'], { stdio: 'ignore' }).status === 0;
+  if (!hasPytest) run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', 'pytest==9.2.0']);
+  run(py, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'python-bridge/tests'], { ...process.env, PYTHONPATH: join(root, 'python-bridge'), SPHANA_TEST_PYTHON: py });
+}
