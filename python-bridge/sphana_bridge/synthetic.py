@@ -35,6 +35,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from sphana_bridge.cli import check_keys as _check_keys
 from sphana_bridge.protocol import BadRequest, InputError
 
 Emit = Callable[..., None]  # emit(step, fraction, message)
@@ -65,15 +66,6 @@ def _require(request: dict[str, Any], key: str, kind: type | tuple[type, ...], w
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise BadRequest(f"request field {key!r} must be {what}", {"field": key, "got": type(value).__name__})
     return value
-
-
-def _check_keys(request: dict[str, Any], allowed: set[str], command: str) -> None:
-    unknown = sorted(set(request) - allowed)
-    if unknown:
-        raise BadRequest(
-            f"unknown request field(s) for {command}: {', '.join(unknown)}",
-            {"unknown": unknown, "allowed": sorted(allowed)},
-        )
 
 
 def _floats_where_declared(model_type: str, values: dict[str, Any]) -> dict[str, Any]:
