@@ -1,22 +1,35 @@
 import { inspectFile } from '../src/onnx/summary.js';
-import { DecoderRunner } from '../src/runtime/decoder.js';
+import { argmax, DecoderRunner } from '../src/runtime/decoder.js';
 import { openSession } from '../src/runtime/onnxruntime.js';
 
-/** `node dist/bench/decode-speed.js MODEL.onnx [threads]`: prefill 16 tokens, then 32 greedy decode steps. */
-const [path, threads = '2'] = process.argv.slice(2);
+/**
+ * `node dist/bench/decode-speed.js MODEL.onnx THREADS IDS_JSON STEPS`: the loop bench/ort_decode.py runs
+ * (prefill from an empty cache, median of 3; then STEPS greedy decode steps feeding the presents back),
+ * with sphana's DecoderRunner on onnxruntime-node, in a process that does nothing else.
+ */
+const [path, threads = '2', idsJson, stepsArg = '32'] = process.argv.slice(2);
 const summary = inspectFile(path);
 if (!summary.kvCache) throw new Error(`${path} has no KV cache`);
+const vocab = summary.outputs.find((o) => o.name === 'logits')?.shape?.at(-1) as number;
+const ids: number[] = idsJson ? JSON.parse(idsJson) : Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % vocab);
+const steps = Number(stepsArg);
 const session = await openSession(path, { threads: Number(threads) });
 const runner = new DecoderRunner(session, summary.kvCache);
-const vocab = summary.outputs.find((o) => o.name === 'logits')?.shape?.at(-1) as number;
-const prompt = Array.from({ length: 16 }, (_, i) => (i * 7919 + 13) % vocab);
-await runner.greedy(prompt, 2); // warm-up
-let t = performance.now();
-runner.reset();
-await runner.step(prompt);
-const prefill = (performance.now() - t) / 1000;
-t = performance.now();
-const out = await runner.greedy(prompt, 33);
-const total = (performance.now() - t) / 1000;
-process.stdout.write(`${JSON.stringify({ prefillTokensPerSecond: 16 / prefill, decodeTokensPerSecond: 32 / Math.max(1e-9, total - prefill), tokens: out.tokens.length })}\n`);
+const prefills: number[] = [];
+let last = new Float32Array(0);
+for (let i = 0; i < 3; i++) {
+  runner.reset();
+  const t = performance.now();
+  const r = await runner.step(ids);
+  prefills.push((performance.now() - t) / 1000);
+  last = r.logits.slice((r.positions - 1) * r.vocab);
+}
+prefills.sort((a, b) => a - b);
+const t = performance.now();
+for (let i = 0; i < steps; i++) {
+  const r = await runner.step([argmax(last)]);
+  last = r.logits.slice((r.positions - 1) * r.vocab);
+}
+const decode = (performance.now() - t) / 1000;
+process.stdout.write(`${JSON.stringify({ prefillTokensPerSecond: ids.length / prefills[1], decodeTokensPerSecond: steps / decode, peakRssBytes: process.resourceUsage().maxRSS * 1024 })}\n`);
 await session.release();

@@ -18,10 +18,21 @@ function bytesOf(...paths: string[]): number {
   return paths.filter(existsSync).reduce((n, p) => n + statSync(p).size, 0);
 }
 
-function decodeSpeed(model: string): { prefillTokensPerSecond: number; decodeTokensPerSecond: number } {
-  const r = spawnSync(process.execPath, [join(import.meta.dirname, 'decode-speed.js'), model, '2'], { encoding: 'utf8', maxBuffer: 1 << 24 });
+interface Speed { prefillTokensPerSecond: number; decodeTokensPerSecond: number; peakRssBytes: number }
+
+function decodeSpeed(model: string, ids?: number[]): Speed {
+  const r = spawnSync(process.execPath, [join(import.meta.dirname, 'decode-speed.js'), model, '2', ...(ids ? [JSON.stringify(ids), '32'] : [])], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`decode-speed failed on ${model}: ${r.stderr.slice(-1500)}`);
-  return JSON.parse(r.stdout);
+  return JSON.parse(r.stdout) as Speed;
+}
+
+/** The same loop in Python onnxruntime (bench/ort_decode.py), same model, ids and threads. */
+function pythonSpeed(model: string, ids: number[]): Speed {
+  const python = process.env.SPHANA_BENCH_PYTHON ?? 'python3';
+  const r = spawnSync(python, [join(import.meta.dirname, '../../bench/ort_decode.py'), model, '--threads', '2', '--steps', '32', '--ids', JSON.stringify(ids),
+    '--past-key', 'past_key_values.%d.key', '--past-value', 'past_key_values.%d.value', '--present-key', 'present.%d.key', '--present-value', 'present.%d.value'], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`ort_decode.py failed on ${model}: ${r.stderr.slice(-1500)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Speed;
 }
 
 /** The whole pipeline on the full-size Llama-3.2-1B architecture (random weights), then each quantize strategy. */
@@ -62,6 +73,15 @@ export async function benchExport(cache: string, bin: string): Promise<string[]>
     rows.push(`| ${strategy} / ${engine} | ${result} | ${q.seconds.toFixed(1)} s | ${MB(q.peakRssBytes)} | ${(q.peakRssBytes / fp32Bytes).toFixed(2)} | ${q.exitCode === 0 ? GB(bytesOf(target, `${target}.data`)) : '-'} | ${speed} | ${prefill} |`);
     rmSync(target, { force: true });
     rmSync(`${target}.data`, { force: true });
+  }
+  rows.push('', '## Decode loop: onnxruntime-node (sphana\'s DecoderRunner) against Python onnxruntime', '',
+    'The same loop in each, in a process that does nothing else: prefill 64 tokens from an empty cache (median of 3), then 32 greedy decode steps feeding the presents back; 2 threads.', '',
+    '| model | prefill tok/s (node) | decode tok/s (node) | prefill tok/s (Python) | decode tok/s (Python) | node / Python decode |', '|---|---|---|---|---|---|');
+  const ids = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % 128256);
+  for (const [label, model] of [['fp32', fp32], ['int8', join(dir, 'onnx/llm_generator.int8.onnx')]] as const) {
+    const node = decodeSpeed(model, ids);
+    const py = pythonSpeed(model, ids);
+    rows.push(`| ${label} | ${node.prefillTokensPerSecond.toFixed(1)} | ${node.decodeTokensPerSecond.toFixed(2)} | ${py.prefillTokensPerSecond.toFixed(1)} | ${py.decodeTokensPerSecond.toFixed(2)} | ${(node.decodeTokensPerSecond / py.decodeTokensPerSecond).toFixed(3)} |`);
   }
   rows.push('', '## `sphana verify` on the artifact', '');
   const v = await traceRun(process.execPath, [bin, 'verify', dir, '--json']);

@@ -27,7 +27,26 @@ function ioSignature(s: ModelSummary): string {
   return JSON.stringify([s.inputs, s.outputs]);
 }
 
-export async function checkQuantizedOutput(input: ModelSummary, outputPath: string, options: { threads?: number } = {}): Promise<OutputCheck> {
+/** Logits of a fixed input through the fp32 model, computed once and reused by every attempt. */
+export interface ReferenceLogits { tokens: number[]; logits: Float32Array; vocab: number }
+
+export function referenceLogits(input: ModelSummary, options: { threads?: number } = {}): () => Promise<ReferenceLogits | null> {
+  let cached: Promise<ReferenceLogits | null> | undefined;
+  return () => (cached ??= (async () => {
+    if (!input.kvCache || input.kvCache.numKvHeads === null) return null;
+    const vocabDim = input.outputs.find((o) => o.name === 'logits')?.shape?.at(-1);
+    const tokens = fixedTokens(typeof vocabDim === 'number' ? vocabDim : 32);
+    const session = await openSession(input.path, { threads: options.threads });
+    try {
+      const step = await new DecoderRunner(session, input.kvCache).step(tokens);
+      return { tokens, logits: step.logits, vocab: step.vocab };
+    } finally {
+      await session.release();
+    }
+  })());
+}
+
+export async function checkQuantizedOutput(input: ModelSummary, outputPath: string, options: { threads?: number; reference?: () => Promise<ReferenceLogits | null> } = {}): Promise<OutputCheck> {
   const failures: string[] = [];
   let summary: ModelSummary;
   try {
@@ -46,21 +65,15 @@ export async function checkQuantizedOutput(input: ModelSummary, outputPath: stri
 
   let agreement: Agreement | undefined;
   try {
+    // The fp32 reference first (its session is released before the candidate's opens): one model in memory at a time.
+    const reference = await (options.reference ?? referenceLogits(input, options))();
     const session = await openSession(outputPath, { threads: options.threads });
     try {
-      if (input.kvCache && input.kvCache.numKvHeads !== null) {
-        const reference = await openSession(input.path, { threads: options.threads });
-        try {
-          const vocabDim = input.outputs.find((o) => o.name === 'logits')?.shape?.at(-1);
-          const tokens = fixedTokens(typeof vocabDim === 'number' ? vocabDim : 32);
-          const a = await new DecoderRunner(reference, input.kvCache).step(tokens);
-          const b = await new DecoderRunner(session, input.kvCache).step(tokens);
-          agreement = compareLogits(a.logits, b.logits, a.vocab);
-          if (agreement.top1Agreement < AGREEMENT_FLOOR.top1 || agreement.meanCosine < AGREEMENT_FLOOR.cosine) {
-            failures.push(`logits disagree with fp32: top-1 ${agreement.top1Agreement.toFixed(3)}, cosine ${agreement.meanCosine.toFixed(4)} (floor ${AGREEMENT_FLOOR.top1} / ${AGREEMENT_FLOOR.cosine})`);
-          }
-        } finally {
-          await reference.release();
+      if (reference && input.kvCache) {
+        const b = await new DecoderRunner(session, input.kvCache).step(reference.tokens);
+        agreement = compareLogits(reference.logits, b.logits, reference.vocab);
+        if (agreement.top1Agreement < AGREEMENT_FLOOR.top1 || agreement.meanCosine < AGREEMENT_FLOOR.cosine) {
+          failures.push(`logits disagree with fp32: top-1 ${agreement.top1Agreement.toFixed(3)}, cosine ${agreement.meanCosine.toFixed(4)} (floor ${AGREEMENT_FLOOR.top1} / ${AGREEMENT_FLOOR.cosine})`);
         }
       }
     } finally {

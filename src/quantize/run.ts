@@ -7,7 +7,7 @@ import { type QuantizePrecision, type QuantizeResult, type QuantizeStrategy, bri
 import type { BridgeProgress } from '../python/bridge.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import type { Agreement } from '../runtime/metrics.js';
-import { checkQuantizedOutput } from './checks.js';
+import { checkQuantizedOutput, referenceLogits } from './checks.js';
 
 /** The fallback order of `auto`. */
 export const STRATEGIES = ['direct', 'external-data', 'embedding-split'] as const satisfies readonly QuantizeStrategy[];
@@ -89,6 +89,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   mkdirSync(staging, { recursive: true });
   const forget = removeOnExit(staging);
   const attempts: Attempt[] = [];
+  const reference = referenceLogits(inputSummary, { threads: options.threads });
   try {
     for (const strategy of strategies) {
       options.onAttempt?.(strategy);
@@ -109,7 +110,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
         options.onAttemptDone?.(attempt);
         continue;
       }
-      const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads });
+      const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference });
       const attempt: Attempt = {
         strategy, ok: check.ok, seconds: (performance.now() - t0) / 1000, notes: result.notes,
         ...(check.ok ? {} : { error: { class: 'Rejected', message: check.failures.join('; ') } }),
