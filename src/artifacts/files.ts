@@ -9,12 +9,12 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Every regular file below `dir`, relative, with forward slashes, sorted; temp names skipped. */
+/** Every regular file below `dir`, relative, with forward slashes, sorted; hidden (temporary, staging) entries skipped. */
 export function listArtifactFiles(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     for (const entry of readdirSync(d, { withFileTypes: true })) {
-      if (entry.name.startsWith('.sphana-')) continue;
+      if (entry.name.startsWith('.')) continue;
       const path = join(d, entry.name);
       if (entry.isDirectory()) walk(path);
       else if (entry.isFile()) out.push(relative(dir, path).split(sep).join('/'));

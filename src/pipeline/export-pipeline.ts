@@ -1,6 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { genaiConfig } from '../artifacts/genai-config.js';
+import { sweepOnExit, sweepStaging } from '../cleanup.js';
 import { writeFileAtomic } from '../artifacts/files.js';
 import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
@@ -118,9 +119,11 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
     () => [modelPath, `${modelPath}.data`].filter(existsSync),
     async () => {
       for (const f of [modelPath, `${modelPath}.data`]) rmSync(f, { force: true });
+      sweepStaging(onnxDir);
+      const unsweep = sweepOnExit(onnxDir);
       const result = await bridgeExport(await bridge(), {
         modelDir: hfDir(), output: modelPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
-      }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) });
+      }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
     });
 
