@@ -138,6 +138,13 @@ export function reportError(error: unknown, options: Pick<GlobalOptions, 'json' 
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // `sphana inspect --json big.onnx | head`: a closed pipe ends the command quietly.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw error;
+    });
+  }
   let exitCode: number = ExitCode.ok;
   const program = buildProgram((code) => { exitCode = code; });
   program.exitOverride();
