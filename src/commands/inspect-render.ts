@@ -69,7 +69,7 @@ function values(list: ValueSummary[], templates: string[]): string[] {
 export function bytes(n: number | bigint): string {
   const v = Number(n);
   if (v < 1024) return `${v} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let x = v / 1024;
   let i = 0;
   while (x >= 1024 && i < units.length - 1) { x /= 1024; i += 1; }
