@@ -54,7 +54,7 @@ export async function resolveSource(options: SourceOptions): Promise<ModelSource
     return {
       preset, synthetic: options.synthetic,
       manifestSource: { preset: preset.name, hubId: preset.hubId, revision: null, synthetic: options.synthetic, seed: options.seed, weightsFrom: 'synthetic' },
-      identity: { preset: preset.name, synthetic: options.synthetic, seed: options.seed, config: preset.config, tokenizer: preset.offlineTokenizer?.npmPackage ?? 'synthetic' },
+      identity: { preset: preset.name, synthetic: options.synthetic, seed: options.seed, config: options.synthetic === 'tiny' ? familyFor(preset.config).tiny(preset.config) : preset.config, tokenizer: preset.offlineTokenizer?.npmPackage ?? 'synthetic' },
     };
   }
   const found = await resolveWeights(preset.hubId, { weightsDir: options.weights, revision: options.revision, download: !options.offline, onProgress: options.onProgress });
