@@ -20,11 +20,19 @@ def test_versions():
     assert run.data["python"].count(".") == 2
     import onnxruntime
 
-    assert run.data["packages"] == {
+    from sphana_bridge.versions import pinned_packages
+
+    packages = run.data["packages"]
+    # Every pinned package is reported, in requirements.txt order, with its installed version.
+    assert list(packages) == pinned_packages()
+    assert len(packages) >= 12
+    assert {k: packages[k] for k in ("onnx", "onnxruntime", "numpy")} == {
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
     }
+    assert packages["torch"].split("+")[0] == "2.13.0"
+    assert "missing" not in packages.values()
     assert run.lines == [run.final]  # no progress for versions
 
 
