@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, InterruptedError, SphanaError, UsageError, isSphanaError } from '../errors.js';
+import { Command, CommanderError } from 'commander';
+import { ExitCode, InterruptedError, UsageError, isSphanaError } from '../errors.js';
 import { type GlobalOptions, Output } from './output.js';
 import { chalk } from './terminal.js';
 
@@ -168,10 +168,9 @@ export async function main(argv: string[]): Promise<number> {
       if (rawJson) process.stdout.write(`${JSON.stringify({ error: new UsageError(error.message.replace(/^error: /, '')).toJSON() })}\n`);
       return ExitCode.usage;
     }
-    return reportError(error instanceof SphanaError ? error : error, { json: rawJson, verbose: rawVerbose });
+    return reportError(error, { json: rawJson, verbose: rawVerbose });
   } finally {
     process.removeListener('SIGINT', onSigint);
   }
 }
 
-void Option;

@@ -66,7 +66,7 @@ export class StreamDecoder {
       const id = Math.floor(key / 8);
       const wire = key & 7;
       const payloadStart = this.pos;
-      this.skip(wire, end, 0);
+      this.skip(wire, end);
       if (id !== fieldId) continue;
       if (wire === 2) {
         this.pos = payloadStart;
@@ -101,7 +101,7 @@ export class StreamDecoder {
       if (wire === 3 || wire === 4) this.fail('E_NOT_ONNX', `group wire type ${wire} in ${spec.name}`, keyAt);
       const field = spec.fields.get(id);
       if (!field) {
-        this.skip(wire, end, depth);
+        this.skip(wire, end);
         out.$unknownFields = (out.$unknownFields ?? 0) + 1;
         continue;
       }
@@ -140,13 +140,12 @@ export class StreamDecoder {
   }
 
   private lazy(out: Decoded, field: FieldSpec, wire: number, end: number, keyAt: number): void {
-    const start = this.pos;
     let payload = 0;
     if (wire === 2) {
       payload = this.length(end);
       this.pos += payload;
     } else {
-      this.skip(wire, end, 0);
+      this.skip(wire, end);
     }
     const known = out[field.name] as LazyField | undefined;
     if (known) {
@@ -160,7 +159,6 @@ export class StreamDecoder {
         occurrences: 1, payloadBytes: payload, delimited: wire === 2,
       } satisfies LazyField;
     }
-    void start;
   }
 
   private scalar(field: FieldSpec, end: number): unknown {
@@ -213,13 +211,13 @@ export class StreamDecoder {
     return length;
   }
 
-  private skip(wire: number, end: number, depth: number): void {
+  private skip(wire: number, end: number): void {
     switch (wire) {
       case 0: this.varint64(end); return;
       case 1: if (this.pos + 8 > end) this.overrun('fixed64', end, this.pos); this.pos += 8; return;
       case 5: if (this.pos + 4 > end) this.overrun('fixed32', end, this.pos); this.pos += 4; return;
       case 2: { const length = this.length(end); this.pos += length; return; }
-      default: void depth; this.fail('E_NOT_ONNX', `invalid wire type ${wire}`);
+      default: this.fail('E_NOT_ONNX', `invalid wire type ${wire}`);
     }
   }
 
