@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { processAlive } from './python/process-group.js';
 
 /**
- * Paths to remove if the process ends before the work that owns them finishes (Ctrl-C, a
- * crash): staging folders and temporary files never outlive the command.
+ * Paths to remove if the process ends before the work that owns them finishes (Ctrl-C,
+ * SIGTERM, SIGHUP, a crash): staging folders and temporary files never outlive the command.
  */
 const pending = new Set<string>();
 const sweeps = new Set<string>();
@@ -11,6 +13,11 @@ let installed = false;
 
 /** Staging entries a child process (the Python bridge) makes beside an output: `.<name>.sphana-…`. */
 export const STAGING_ENTRY = /^\..*\.sphana-|^\.sphana-/;
+
+/** A name part unique to this run: pid and random bytes (two runs, or two calls, never share it). */
+export function runTag(): string {
+  return `${process.pid}-${randomBytes(4).toString('hex')}`;
+}
 
 /** Removes the staging entries left in `dir` (by a run that was killed). */
 export function sweepStaging(dir: string): void {
@@ -21,6 +28,28 @@ export function sweepStaging(dir: string): void {
     return;
   }
   for (const name of names) if (STAGING_ENTRY.test(name)) rmSync(join(dir, name), { recursive: true, force: true });
+}
+
+/**
+ * Removes the entries of `dir` named `<prefix><pid>-…` whose pid is no longer running: the
+ * staging a killed run left (a live run's staging, for another target, is kept).
+ */
+export function sweepDeadStaging(dir: string, prefix: string): string[] {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+    if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && processAlive(pid))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 function removeAll(): void {
@@ -48,4 +77,30 @@ export function removeOnExit(path: string): () => void {
   install();
   pending.add(path);
   return () => pending.delete(path);
+}
+
+/** Exit statuses of the signals sphana handles: 128 + the signal number. */
+export const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM' | 'SIGHUP', number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+
+/**
+ * SIGINT, SIGTERM and SIGHUP end the run the same way: `report` prints the one-line error,
+ * the exit hook removes staging and temporary files (and kills Python children), and the
+ * process exits 130, 143 or 129. Returns the uninstaller.
+ */
+export function exitOnSignals(report: (signal: keyof typeof SIGNAL_EXIT) => void): () => void {
+  install();
+  const handlers = (Object.keys(SIGNAL_EXIT) as Array<keyof typeof SIGNAL_EXIT>).map((signal) => {
+    const handler = () => {
+      try {
+        report(signal);
+      } finally {
+        process.exit(SIGNAL_EXIT[signal]);
+      }
+    };
+    process.once(signal, handler);
+    return [signal, handler] as const;
+  });
+  return () => {
+    for (const [signal, handler] of handlers) process.removeListener(signal, handler);
+  };
 }

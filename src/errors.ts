@@ -90,3 +90,33 @@ export class InterruptedError extends SphanaError {
 export function isSphanaError(error: unknown): error is SphanaError {
   return error instanceof SphanaError;
 }
+
+/** The environment errors a file system reports: the disk, a quota, a permission, a read-only mount. */
+const SYSTEM_ERRORS: Record<string, { code: string; what: string; hint: (folder: string) => string }> = {
+  ENOSPC: { code: 'E_DISK_FULL', what: 'no space left on the device', hint: (f) => `free space on the disk holding ${f}, or write elsewhere` },
+  EDQUOT: { code: 'E_DISK_QUOTA', what: 'disk quota exceeded', hint: (f) => `free space within your quota on ${f}, or write elsewhere` },
+  EACCES: { code: 'E_PERMISSION', what: 'permission denied', hint: (f) => `check the permissions of ${f}, or write elsewhere` },
+  EPERM: { code: 'E_PERMISSION', what: 'operation not permitted', hint: (f) => `check the permissions of ${f}, or write elsewhere` },
+  EROFS: { code: 'E_READ_ONLY', what: 'read-only file system', hint: (f) => `${f} is on a read-only file system; write elsewhere` },
+};
+
+/**
+ * An fs error caused by the environment (ENOSPC, EDQUOT, EACCES, EPERM, EROFS) as an
+ * EnvironmentError (exit 4) whose message and hint name the folder; undefined for anything else.
+ */
+export function fromSystemError(error: unknown): EnvironmentError | undefined {
+  if (isSphanaError(error) || !(error instanceof Error)) return undefined;
+  const e = error as NodeJS.ErrnoException & { dest?: string };
+  const known = e.code ? SYSTEM_ERRORS[e.code] : undefined;
+  if (!known) return undefined;
+  const path = e.dest ?? e.path;
+  const folder = path ? folderOf(path) : 'the output folder';
+  return new EnvironmentError(known.code, `${known.what} (${e.code}${e.syscall ? ` in ${e.syscall}` : ''}${path ? `: ${path}` : ''})`, {
+    hint: known.hint(folder), cause: error, details: { errno: e.code, path: path ?? null, folder },
+  });
+}
+
+function folderOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i > 0 ? path.slice(0, i) : path;
+}

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, InterruptedError, UsageError, isSphanaError } from '../errors.js';
+import { exitOnSignals } from '../cleanup.js';
+import { ExitCode, InterruptedError, UsageError, fromSystemError, isSphanaError } from '../errors.js';
 import { type GlobalOptions, Output } from './output.js';
 import { chalk } from './terminal.js';
 
@@ -34,9 +35,11 @@ Exit codes:
   1   the job ran and a check failed (verification, parity, a reported problem)
   2   usage error (unknown command or option, missing argument)
   3   bad input (missing, corrupt or unsupported file or model name)
-  4   environment problem (Python missing, bridge environment broken)
+  4   environment problem (Python missing, bridge environment broken, disk full, no permission, folder locked)
   70  internal error (a bug in sphana: please report it)
-  130 interrupted`);
+  129 hung up (SIGHUP)
+  130 interrupted (Ctrl-C)
+  143 terminated (SIGTERM)`);
 
   const run = <O>(load: () => Promise<{ run: CommandRun<O> }>) =>
     async function (this: Command, ...all: unknown[]) {
@@ -110,7 +113,8 @@ Exit codes:
     .argument('<artifact>', 'artifact folder (or its manifest.json)')
     .option('--to <dir>', 'the consumer folder to create')
     .option('--precision <p>', 'fp32 | int8 | int4', 'int8')
-    .option('--force', 'replace an existing folder')
+    .option('--force', 'replace a previous sphana deployment in that folder')
+    .option('--allow-unverified', 'deploy an artifact whose verification failed or never ran')
     .action(run(() => import('../commands/deploy.js')));
 
   program
@@ -123,6 +127,7 @@ Exit codes:
 
 /** Turns any error into output and an exit status. Only here do errors become text. */
 export function reportError(error: unknown, options: Pick<GlobalOptions, 'json' | 'verbose'>): number {
+  error = fromSystemError(error) ?? error;
   if (isSphanaError(error)) {
     process.stderr.write(`${chalk.red('error')} ${error.code}: ${error.message}\n`);
     if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
@@ -152,11 +157,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const sub of program.commands) sub.exitOverride();
   const rawJson = argv.includes('--json');
   const rawVerbose = argv.includes('--verbose');
-  const onSigint = () => {
-    process.exitCode = reportError(new InterruptedError('interrupted (Ctrl-C)'), { json: rawJson, verbose: false });
-    process.exit(process.exitCode);
-  };
-  process.once('SIGINT', onSigint);
+  const unhookSignals = exitOnSignals((signal) => reportError(new InterruptedError(signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `interrupted (${signal})`), { json: rawJson, verbose: false }));
   try {
     await program.parseAsync(argv);
     return exitCode;
@@ -170,7 +171,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return reportError(error, { json: rawJson, verbose: rawVerbose });
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    unhookSignals();
   }
 }
 

@@ -4,6 +4,7 @@ import { InputError } from '../errors.js';
 import { tensorBytes } from './initializers.js';
 import type { ModelProto, TensorProto } from './proto-types.js';
 import { allTensors, externalEntry, isExternal, mainInitializerTensors } from './tensors.js';
+import { unsafePathReason } from '../security/safe-path.js';
 
 /**
  * External data is untrusted: a location must be a relative path that stays inside the
@@ -37,11 +38,7 @@ export interface ExternalDataReport {
 
 /** Why a location is unsafe, or undefined when it is a plain relative path inside the folder. */
 export function unsafeLocationReason(location: string): string | undefined {
-  if (location === '') return 'empty location';
-  if (location.includes('\0')) return 'location contains a NUL byte';
-  if (isAbsolute(location) || /^[A-Za-z]:/.test(location) || location.startsWith('\\')) return 'absolute path';
-  if (location.split(/[\\/]/).includes('..')) return "path contains '..'";
-  return undefined;
+  return unsafePathReason(location); // the one path validator (src/security/safe-path.ts)
 }
 
 /** Resolves a location inside `baseDir`, following symlinks; throws E_UNSAFE_EXTERNAL_DATA if it leaves. */

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { dirname, posix } from 'node:path';
 import { sha256File } from '../artifacts/files.js';
-import { unsafeLocationReason } from '../onnx/external-data.js';
+import { unsafePathInReason } from '../security/safe-path.js';
 import { type Artifact, isSummary } from './artifact.js';
 import { checkResult, listSome, mb } from './check.js';
 import type { CheckResult } from './types.js';
@@ -21,7 +21,7 @@ export async function checkFiles(artifact: Artifact): Promise<CheckResult> {
   const unsafe: string[] = [];
   let bytes = 0;
   for (const file of manifest.files) {
-    const reason = unsafeLocationReason(file.path);
+    const reason = unsafePathInReason(artifact.dir, file.path);
     if (reason) {
       unsafe.push(file.path);
       problems.push(`${file.path}: unsafe path (${reason})`);

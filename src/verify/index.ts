@@ -5,6 +5,7 @@ import { PRECISIONS, type Precision } from '../manifest/schema.js';
 import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
 import { checkAgreement } from './agreement-check.js';
 import { type Artifact, isSummary, openArtifact } from './artifact.js';
+import { checkResult } from './check.js';
 import { checkFiles } from './files-check.js';
 import { AGREEMENT_PROMPTS, DEFAULT_PROMPT, syntheticIds } from './prompts.js';
 import { type PrecisionRun, runPrecision } from './run-precision.js';
@@ -56,8 +57,11 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     progress('files: sizes and sha256');
     emit(await checkFiles(artifact));
   }
-  if (wanted.has('structure')) emit(checkStructure(artifact));
   const needsRuntime = ['runtime', 'agreement', 'sample', 'speed'].some((n) => wanted.has(n as CheckName));
+  // The runtime checks size their buffers from the manifest (layers, heads, head dim): they run
+  // only on a manifest whose sizes the structure check confirmed against the model files.
+  const structure = wanted.has('structure') || needsRuntime ? checkStructure(artifact) : null;
+  if (structure) emit(structure);
   let tokenizer: LoadedTokenizer | null = null;
   if (wanted.has('tokenizer') || needsRuntime) {
     progress('tokenizer: loading');
@@ -66,7 +70,10 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     emit(t.result);
   }
 
-  if (needsRuntime) {
+  if (needsRuntime && structure?.status === 'failed') {
+    const why = `skipped: the structure check failed, so the manifest's sizes are not trusted (${structure.message})`;
+    for (const name of ['runtime', 'agreement', 'sample', 'speed'] as const) emit(checkResult(name, 'skipped', performance.now(), { reason: 'structure check failed' }, why));
+  } else if (needsRuntime) {
     const unavailable: Unavailable[] = [];
     const runnable: Array<{ precision: Precision; path: string }> = [];
     for (const precision of precisions) {
