@@ -1,7 +1,8 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { genaiConfig } from '../artifacts/genai-config.js';
-import { sweepOnExit, sweepStaging } from '../cleanup.js';
+import { runTag, sweepOnExit, sweepStaging } from '../cleanup.js';
+import { acquireLock } from '../artifacts/lock.js';
 import { writeFileAtomic } from '../artifacts/files.js';
 import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
@@ -61,9 +62,18 @@ export interface ExportSummary {
   verification: { ok: boolean; failed: string[] } | null;
 }
 
-/** export → quantize → verify → manifest, skipping steps whose recorded inputs still match. */
+/** export → quantize → verify → manifest, skipping steps whose recorded inputs still match; one run per folder (a lock). */
 export async function runExport(options: ExportOptions): Promise<ExportSummary> {
   const dir = resolve(options.out, options.artifactVersion);
+  const release = acquireLock(dir, `sphana export ${options.model}`);
+  try {
+    return await runLockedExport(options, dir);
+  } finally {
+    release();
+  }
+}
+
+async function runLockedExport(options: ExportOptions, dir: string): Promise<ExportSummary> {
   const onnxDir = join(dir, MODEL_SUBDIR);
   const workDir = join(dir, '.sphana-work');
   mkdirSync(onnxDir, { recursive: true });
@@ -147,7 +157,7 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
       for (const f of COPIED) {
         const from = join(hfDir(), f);
         if (!existsSync(from)) continue;
-        const tmp = join(onnxDir, `.sphana-tmp-${f}`);
+        const tmp = join(onnxDir, `.sphana-tmp-${runTag()}-${f}`);
         copyFileSync(from, tmp);
         renameSync(tmp, join(onnxDir, f));
       }

@@ -41,12 +41,21 @@ export interface ProcessHandle {
   stop(reason?: StopReason): void;
 }
 
+/** The hub token goes only to the hub: never to pip, the probes or the bridge. */
+export const HUB_SECRETS = ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_TOKEN', 'HF_ENDPOINT'] as const;
+
+export function withoutHubSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of HUB_SECRETS) delete copy[name];
+  return copy;
+}
+
 export function startProcess(file: string, args: readonly string[], options: StartOptions = {}): ProcessHandle {
   if (options.signal?.aborted) {
     return { pid: undefined, done: Promise.resolve({ exitCode: null, signal: null, stopped: 'abort' }), stop: () => {} };
   }
   const child = execa(file, args, {
-    env: options.env ?? process.env,
+    env: withoutHubSecrets(options.env ?? process.env),
     extendEnv: false,
     cwd: options.cwd,
     detached: true,

@@ -1,6 +1,8 @@
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { removeOnExit } from '../cleanup.js';
+import { removeOnExit, runTag, sweepDeadStaging } from '../cleanup.js';
+import { renameDurable } from '../artifacts/files.js';
+import { acquireLock } from '../artifacts/lock.js';
 import { InputError, JobFailedError, SphanaError, UsageError } from '../errors.js';
 import { type ModelSummary, inspectFile } from '../onnx/summary.js';
 import { type QuantizePrecision, type QuantizeResult, type QuantizeStrategy, bridgeQuantize } from '../python/bridge-commands.js';
@@ -85,7 +87,22 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const strategies: QuantizeStrategy[] = !options.strategy || options.strategy === 'auto' ? [...STRATEGIES] : [options.strategy];
   const env = options.env ?? await ensureBridgeEnvironment({ signal: options.signal });
   const limit = protoLimitBytes();
-  const staging = join(dirname(output), `.sphana-quantize-${process.pid}-${Date.now()}`);
+  const release = acquireLock(output, `sphana quantize ${precision}`);
+  try {
+    return await quantizeLocked(options, { started, precision, input, output, inputSummary, strategies, env, limit });
+  } finally {
+    release();
+  }
+}
+
+async function quantizeLocked(options: QuantizeOptions, ctx: {
+  started: number; precision: QuantizePrecision; input: string; output: string; inputSummary: ModelSummary; strategies: QuantizeStrategy[]; env: BridgeEnvironment; limit: number;
+}): Promise<QuantizeReport> {
+  const { started, precision, input, output, inputSummary, strategies, env, limit } = ctx;
+  // Staging a killed run left beside this output goes first; ours is unique to this run.
+  const prefix = `.${basename(output)}.sphana-quantize-`;
+  sweepDeadStaging(dirname(output), prefix);
+  const staging = join(dirname(output), `${prefix}${runTag()}`);
   mkdirSync(staging, { recursive: true });
   const forget = removeOnExit(staging);
   const attempts: Attempt[] = [];
@@ -122,7 +139,8 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
       const files: QuantizeReport['files'] = [];
       for (const f of result.files) {
         const finalPath = join(dirname(output), basename(f.path));
-        renameSync(f.path, finalPath);
+        if (dirname(resolve(f.path)) !== dirname(target)) throw new JobFailedError('E_BRIDGE_OUTPUT', `the bridge reported an output outside its staging folder: ${f.path}`);
+        renameDurable(f.path, finalPath);
         files.push({ path: finalPath, bytes: f.bytes });
       }
       return {

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, UsageError } from '../errors.js';
+import { unsafeRevisionReason } from '../security/safe-path.js';
 import { findSnapshot, hubCacheDir } from './hf-cache.js';
-import { downloadFromHub } from './hub-download.js';
+import { type HubTimeouts, downloadFromHub, hubTimeouts } from './hub-download.js';
 import { checkWeights } from './shards.js';
 
 export interface WeightsSource {
@@ -18,6 +19,7 @@ export interface ResolveOptions {
   env?: NodeJS.ProcessEnv;
   onProgress?: (message: string) => void;
   fetchImpl?: typeof fetch;
+  timeouts?: HubTimeouts;
 }
 
 /**
@@ -27,6 +29,8 @@ export interface ResolveOptions {
 export async function resolveWeights(hubId: string, options: ResolveOptions = {}): Promise<WeightsSource> {
   const env = options.env ?? process.env;
   const revision = options.revision ?? 'main';
+  const revisionProblem = unsafeRevisionReason(revision);
+  if (revisionProblem) throw new UsageError(`--revision ${JSON.stringify(revision)} is not valid: ${revisionProblem}`, { hint: 'pass a branch, a tag or a 40-hex commit' });
   const attempts: string[] = [];
   if (options.weightsDir) {
     const dir = resolvePath(options.weightsDir);
@@ -45,12 +49,14 @@ export async function resolveWeights(hubId: string, options: ResolveOptions = {}
     try {
       const got = await downloadFromHub(cache, hubId, revision, {
         endpoint: env.HF_ENDPOINT, token: env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN, onProgress: options.onProgress, fetchImpl: options.fetchImpl,
+        timeouts: options.timeouts ?? hubTimeouts(env),
       });
       checkWeights(got.dir);
       return { dir: got.dir, from: 'hub-download', revision: got.commit };
     } catch (error) {
       if (!(error instanceof InputError)) throw error;
-      if (error.code === 'E_MISSING_SHARD') throw error;
+      // A hub that sent something untrustworthy is reported as such, not as one more missing source.
+      if (['E_MISSING_SHARD', 'E_HUB_BAD_RESPONSE', 'E_UNSAFE_PATH', 'E_BAD_ENDPOINT'].includes(error.code)) throw error;
       attempts.push(`hub download: ${error.message}`);
     }
   } else {

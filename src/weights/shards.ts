@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { readJson } from '../tokenizer/special-tokens.js';
+import { safePathIn } from '../security/safe-path.js';
 
 /**
  * Checks a Hugging Face folder's weights before anything heavy starts: a single
@@ -16,6 +17,8 @@ export function checkWeights(dir: string): { files: string[]; bytes: number } {
   if (existsSync(index)) {
     const json = readJson<{ weight_map?: Record<string, string> }>(index, 'safetensors index');
     const shards = [...new Set(Object.values(json.weight_map ?? {}))].sort();
+    // Shard names are read from a file: each must be a plain name inside the folder.
+    for (const s of shards) safePathIn(dir, s, { what: 'safetensors shard name' });
     if (shards.length === 0) throw new InputError('E_BAD_INDEX', `${index} maps no weights`, { hint: 'download the model again' });
     const missing = shards.filter((s) => !existsSync(join(dir, s)) || statSync(join(dir, s)).size === 0);
     if (missing.length) {
