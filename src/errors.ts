@@ -116,7 +116,12 @@ export function fromSystemError(error: unknown): EnvironmentError | undefined {
   });
 }
 
+/** The folder a user knows: the path's parent, above any hidden staging or temporary folder sphana made. */
 function folderOf(path: string): string {
-  const i = path.lastIndexOf('/');
-  return i > 0 ? path.slice(0, i) : path;
+  let dir = path;
+  do {
+    const i = dir.lastIndexOf('/');
+    dir = i > 0 ? dir.slice(0, i) : '/';
+  } while (dir !== '/' && /\/\.[^/]*sphana-[^/]*$/.test(dir));
+  return dir;
 }
