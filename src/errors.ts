@@ -95,8 +95,8 @@ export function isSphanaError(error: unknown): error is SphanaError {
 const SYSTEM_ERRORS: Record<string, { code: string; what: string; hint: (folder: string) => string }> = {
   ENOSPC: { code: 'E_DISK_FULL', what: 'no space left on the device', hint: (f) => `free space on the disk holding ${f}, or write elsewhere` },
   EDQUOT: { code: 'E_DISK_QUOTA', what: 'disk quota exceeded', hint: (f) => `free space within your quota on ${f}, or write elsewhere` },
-  EACCES: { code: 'E_PERMISSION', what: 'permission denied', hint: (f) => `check the permissions of ${f}, or write elsewhere` },
-  EPERM: { code: 'E_PERMISSION', what: 'operation not permitted', hint: (f) => `check the permissions of ${f}, or write elsewhere` },
+  EACCES: { code: 'E_PERMISSION', what: 'permission denied', hint: (f) => `check the permissions of ${f}` },
+  EPERM: { code: 'E_PERMISSION', what: 'operation not permitted', hint: (f) => `check the permissions of ${f}` },
   EROFS: { code: 'E_READ_ONLY', what: 'read-only file system', hint: (f) => `${f} is on a read-only file system; write elsewhere` },
 };
 

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, fromSystemError } from '../errors.js';
 import { safePathIn, unsafePathError, unsafePathReason } from '../security/safe-path.js';
 import { MANIFEST_FILE, MANIFEST_VERSION, PRECISIONS, type Manifest } from './schema.js';
 
@@ -59,7 +59,7 @@ export function readManifest(target: string): LoadedManifest {
   try {
     text = readFileSync(manifestPath, 'utf8');
   } catch (error) {
-    throw new InputError('E_BAD_MANIFEST', `cannot read ${manifestPath}: ${(error as Error).message}`);
+    throw fromSystemError(error) ?? new InputError('E_BAD_MANIFEST', `cannot read ${manifestPath}: ${(error as Error).message}`);
   }
   let manifest: Manifest;
   try {

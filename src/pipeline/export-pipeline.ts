@@ -1,9 +1,9 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { genaiConfig } from '../artifacts/genai-config.js';
 import { runTag, sweepOnExit, sweepStaging } from '../cleanup.js';
 import { acquireLock } from '../artifacts/lock.js';
-import { writeFileAtomic } from '../artifacts/files.js';
+import { fsyncPath, renameDurable, writeFileAtomic } from '../artifacts/files.js';
 import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
 import type { Manifest, Precision } from '../manifest/schema.js';
@@ -134,6 +134,8 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
       const result = await bridgeExport(await bridge(), {
         modelDir: hfDir(), output: modelPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
       }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
+      // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
+      for (const f of [modelPath, `${modelPath}.data`, onnxDir]) if (existsSync(f)) fsyncPath(f);
       return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
     });
 
@@ -159,7 +161,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
         if (!existsSync(from)) continue;
         const tmp = join(onnxDir, `.sphana-tmp-${runTag()}-${f}`);
         copyFileSync(from, tmp);
-        renameSync(tmp, join(onnxDir, f));
+        renameDurable(tmp, join(onnxDir, f));
       }
       const config = readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config');
       const tokenizer = readTokenizerFacts(onnxDir, { synthetic: !!source.synthetic && !source.preset?.offlineTokenizer });

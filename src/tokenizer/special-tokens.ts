@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, fromSystemError } from '../errors.js';
 import type { ManifestTokenizer } from '../manifest/schema.js';
 import { idList } from '../models/index.js';
 
@@ -26,6 +26,8 @@ export function readJson<T>(path: string, what: string): T {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as T;
   } catch (error) {
+    const environment = fromSystemError(error);
+    if (environment) throw environment;
     const code = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'E_FILE_NOT_FOUND' : 'E_BAD_JSON';
     throw new InputError(code, `${what} ${path}: ${code === 'E_FILE_NOT_FOUND' ? 'missing' : (error as Error).message}`);
   }

@@ -176,7 +176,8 @@ export async function downloadFromHub(cache: string, hubId: string, revision: st
   for (const [i, file] of plan.entries()) {
     options.onProgress?.(`downloading ${file.name} (${i + 1}/${plan.length})`);
     const { response, abort } = await get(`${endpoint.base}/${hubId}/resolve/${commit}/${file.name}`, file.name);
-    const declared = response.headers.get('content-length');
+    // A compressed body's length is not the file's (fetch decompresses it); the streamed bytes are checked either way.
+    const declared = response.headers.get('content-encoding') ? null : response.headers.get('content-length');
     if (declared !== null && Number(declared) !== file.size) {
       await response.body?.cancel();
       throw untrusted(`${file.name}: the server sends ${declared} bytes, the API says ${file.size}`);
