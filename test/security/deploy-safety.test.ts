@@ -206,8 +206,9 @@ test('a deploy target held by a live run is refused at once naming its pid; a de
   }
 });
 
-test('SIGTERM during deploy exits 143 and leaves no staging, no target and no lock; a dead run\'s staging is swept', async () => {
-  const { parent, artifact } = copy('sigterm');
+for (const [signal, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+test(`${signal} during deploy exits ${code} and leaves no staging, no target and no lock; a dead run's staging is swept`, async () => {
+  const { parent, artifact } = copy(signal);
   // A large listed file keeps the copy busy long enough to be interrupted.
   const big = Buffer.alloc(256 << 20, 7);
   addFile(artifact, 'onnx/special_tokens_map.json', big, 'special-tokens');
@@ -217,7 +218,7 @@ test('SIGTERM during deploy exits 143 and leaves no staging, no target and no lo
   const child = spawn(process.execPath, [BIN, 'deploy', artifact, '--to', join(parent, 'consumer')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   const deadline = Date.now() + 60_000;
   let seen = false;
   while (!seen && Date.now() < deadline) {
@@ -225,11 +226,12 @@ test('SIGTERM during deploy exits 143 and leaves no staging, no target and no lo
     if (!seen) await new Promise((r) => setTimeout(r, 5));
   }
   assert.ok(seen, `no staging seen: ${stderr}`);
-  child.kill('SIGTERM');
-  assert.equal(await exited, 143, stderr);
-  assert.match(stderr, /error E_INTERRUPTED: interrupted \(SIGTERM\)/);
+  child.kill(signal);
+  assert.equal(await exited, code, stderr);
+  assert.match(stderr, new RegExp(`error E_INTERRUPTED: interrupted \\(${signal}\\)`));
   assert.deepEqual(readdirSync(parent).sort(), ['artifact']);
 });
+}
 
 test('a full disk (ENOSPC) is an environment error: exit 4, the hint names the folder, nothing left behind', () => {
   const { parent, artifact } = copy('enospc');
