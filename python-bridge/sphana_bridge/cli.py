@@ -70,6 +70,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("sphana_bridge.synthetic", "run_synthesize"),
     "synthetic-tokenizer": ("sphana_bridge.synthetic", "run_synthetic_tokenizer"),
     "export": ("sphana_bridge.export_model", "run_export"),
+    "gguf-info": ("sphana_bridge.gguf_source", "run_gguf_info"),
+    "gguf-to-hf": ("sphana_bridge.gguf_source", "run_gguf_to_hf"),
+    "reference-generate": ("sphana_bridge.reference", "run_reference_generate"),
 }
 
 
