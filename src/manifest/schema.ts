@@ -82,6 +82,25 @@ export interface QuantizationAttempt {
   error?: { class: string; message: string };
 }
 
+/** The GGUF file an artifact was made from: its identity and what its header says. */
+export interface ManifestGgufSource {
+  /** The file's name (not its path: the manifest does not record where the user kept it). */
+  file: string;
+  bytes: number;
+  sha256: string;
+  /** general.architecture (llama.cpp's name for the family, e.g. `llama`). */
+  architecture: string;
+  /** general.file_type as llama.cpp names it (e.g. `MOSTLY_Q4_1`), or null when absent. */
+  fileType: string | null;
+  /** The GGML types of its tensors, most frequent first (e.g. `["Q4_1", "F32", "Q8_0"]`). */
+  quantizationTypes: string[];
+  /** GGML type → number of tensors. */
+  tensorTypes: Record<string, number>;
+  /** tokenizer.ggml.bos_token_id / eos_token_id, cross-checked against the written configs. */
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+}
+
 export interface Manifest {
   manifestVersion: typeof MANIFEST_VERSION;
   name: string;
@@ -94,6 +113,8 @@ export interface Manifest {
     synthetic: 'tiny' | 'full' | null;
     seed: number | null;
     weightsFrom: string;
+    /** Set when the weights came from a GGUF file (`weightsFrom: 'gguf'`), dequantized to fp32 before the export. */
+    gguf?: ManifestGgufSource;
   };
   architecture: ManifestArchitecture;
   kvCache: ManifestKvCache;

@@ -15,6 +15,7 @@ import { requirementsHash } from '../python/paths.js';
 import { type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
 import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
 import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
+import { type GgufConversion, convertGguf } from './gguf-weights.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore, fingerprint } from './state.js';
 import { sphanaVersion } from '../version.js';
@@ -109,7 +110,18 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   const hfDir = () => source.dir ?? join(workDir, 'hf');
   const weightsPrint = fingerprint({ identity: source.identity, requirements: requirementsHash() });
 
+  let converted: GgufConversion | undefined;
   const ensureWeights = async () => {
+    if (source.gguf) {
+      const { path, file } = source.gguf;
+      const hf = join(workDir, 'hf');
+      converted = await step<GgufConversion>('weights', `convert ${file} → fp32 Hugging Face folder`, weightsPrint, () => readdirSync(hf).filter((f) => !f.startsWith('.')).map((f) => join(hf, f)), async () => {
+        const result = await convertGguf(path, file, hf, await bridge(), { signal: options.signal, onProgress: (m) => events.progress('weights', m) });
+        return { result, detail: `${result.gguf.architecture} ${result.gguf.fileType ?? ''} (${result.gguf.quantizationTypes.join(', ')}) → ${result.architectures.join(', ')}` };
+      });
+      source.dir = hf;
+      return;
+    }
     if (!source.synthetic) return;
     const hf = join(workDir, 'hf');
     await step('weights', `synthesize ${source.synthetic} ${source.preset!.name} weights`, weightsPrint, () => readdirSync(hf).filter((f) => !f.startsWith('.')).map((f) => join(hf, f)), async () => {
@@ -125,6 +137,12 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   const assemblePrint = fingerprint({ weightsPrint, exportPrint });
   // Weights are needed only by a step that has to run.
   if (options.force || !state.upToDate('export', exportPrint) || !state.upToDate('assemble', assemblePrint)) await ensureWeights();
+  if (source.gguf) {
+    // The file's facts go into the manifest even when every step that needs the weights is up to date.
+    converted ??= state.resultOf('weights', weightsPrint) as GgufConversion | undefined;
+    if (!converted) await ensureWeights();
+    source.manifestSource = { ...source.manifestSource, gguf: converted!.gguf };
+  }
   const exported = await step<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, exportPrint,
     () => [modelPath, `${modelPath}.data`].filter(existsSync),
     async () => {
@@ -177,7 +195,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
     { precision: options.precision, path: relative(dir, quantPath) },
   ];
   const manifestInput = {
-    dir, name: source.preset?.name ?? (readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config').model_type ?? 'model'),
+    dir, name: source.preset?.name ?? source.name ?? (readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config').model_type ?? 'model'),
     artifactVersion: options.artifactVersion, source: source.manifestSource, models,
     tokenizerSynthetic: !!source.synthetic && !source.preset?.offlineTokenizer,
     quantization: { precision: options.precision, strategy: quantized.strategy, attempts: quantized.attempts.map((a) => ({ strategy: a.strategy, ok: a.ok, seconds: a.seconds, ...(a.error ? { error: a.error } : {}) })) },

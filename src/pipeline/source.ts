@@ -1,6 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
+import { sha256File } from '../artifacts/files.js';
 import { removeOnExit } from '../cleanup.js';
 import { InputError } from '../errors.js';
 import { type HfConfig, type Preset, familyFor, findPreset, idList, tinyVariant } from '../models/index.js';
@@ -20,6 +21,10 @@ export interface ModelSource {
   manifestSource: Manifest['source'];
   /** Inputs that identify the weights, for the pipeline's fingerprints. */
   identity: Record<string, unknown>;
+  /** A GGUF file to dequantize into the work folder (the pipeline's `weights` step). */
+  gguf?: { path: string; file: string; bytes: number; mtimeMs: number; sha256: string };
+  /** The artifact's name when no preset names it (a GGUF file's stem). */
+  name?: string;
 }
 
 export interface SourceOptions {
@@ -46,6 +51,7 @@ export async function resolveSource(options: SourceOptions): Promise<ModelSource
       identity: { dir, files: weights.files, bytes: weights.bytes, mtime: statSync(join(dir, 'config.json')).mtimeMs },
     };
   }
+  if (/\.gguf$/i.test(options.model)) return ggufSource(options);
   if (/^[.~/]/.test(options.model)) {
     throw new InputError('E_FILE_NOT_FOUND', `${options.model}: no such folder`, { hint: 'pass a preset name (`sphana models`) or a Hugging Face model folder' });
   }
@@ -64,6 +70,23 @@ export async function resolveSource(options: SourceOptions): Promise<ModelSource
     preset, synthetic: null, dir: found.dir,
     manifestSource: { preset: preset.name, hubId: preset.hubId, revision: found.revision, synthetic: null, seed: null, weightsFrom: found.from },
     identity: { dir: found.dir, revision: found.revision, files: weights.files, bytes: weights.bytes },
+  };
+}
+
+/** A GGUF file: identified by its size, mtime and sha256; converted by the pipeline's weights step. */
+async function ggufSource(options: SourceOptions): Promise<ModelSource> {
+  if (options.synthetic) throw new InputError('E_SYNTHETIC_GGUF', '--synthetic applies to presets, not to a GGUF file', { hint: 'drop --synthetic, or name a preset' });
+  const path = resolve(options.model);
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (!stat) throw new InputError('E_FILE_NOT_FOUND', `${options.model}: no such file`, { hint: 'pass the path of a .gguf model file' });
+  if (!stat.isFile()) throw new InputError('E_NOT_A_FILE', `${options.model}: not a file`, { hint: 'pass the path of a .gguf model file' });
+  const file = basename(path);
+  options.onProgress?.(`sha256 of ${file}`);
+  const gguf = { path, file, bytes: stat.size, mtimeMs: Math.round(stat.mtimeMs), sha256: await sha256File(path) };
+  return {
+    preset: null, synthetic: null, gguf, name: file.replace(/\.gguf$/i, ''),
+    manifestSource: { preset: null, hubId: null, revision: null, synthetic: null, seed: null, weightsFrom: 'gguf' },
+    identity: { gguf: { bytes: gguf.bytes, mtimeMs: gguf.mtimeMs, sha256: gguf.sha256 } },
   };
 }
 

@@ -55,6 +55,12 @@ export class StateStore {
     return record;
   }
 
+  /** The recorded result of a step run with these inputs, whether or not its outputs are still there. */
+  resultOf(step: string, print: string): unknown {
+    const record = this.state.steps[step];
+    return record && record.fingerprint === print ? record.result : undefined;
+  }
+
   record(step: string, print: string, outputs: string[], result: unknown, seconds: number): void {
     const files: StepRecord['outputs'] = {};
     for (const path of outputs) {

