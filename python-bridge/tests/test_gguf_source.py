@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import run_bridge
-from sphana_bridge.gguf_source import MAX_ARRAY_ITEMS, MAX_TENSORS, GgufInvalid, scan_gguf
+from sphana_bridge.gguf_source import MAX_ARRAY_ITEMS, MAX_TENSORS, GgufInvalid, cross_check, scan_gguf
 
 gguf = pytest.importorskip("gguf")
 
@@ -168,6 +168,9 @@ def test_absurd_counts_are_refused_before_allocating(tmp_path: Path):
         # numpy object per item (about 1 KB each) before noticing anything.
         many = s("x") + struct.pack("<IIQ", ARR, 0, MAX_ARRAY_ITEMS + 1) + b"\0" * (MAX_ARRAY_ITEMS + 1)
         invalid(build(tmp_path / "c.gguf", kvs=[("general.architecture", STR, "llama")], extra_kv=many, kv_count=2), "absurd array length")
+        # Each array within its cap, too many items in all.
+        three = b"".join(s(f"x{i}") + struct.pack("<IIQ", ARR, 0, 800_000) + b"\0" * 800_000 for i in range(3))
+        invalid(build(tmp_path / "t3.gguf", kvs=[("general.architecture", STR, "llama")], extra_kv=three, kv_count=4), "in total")
         # A string claiming 2^63 bytes.
         huge = s("general.name")[:-0 or None] + struct.pack("<I", STR) + struct.pack("<Q", 1 << 63)
         invalid(build(tmp_path / "s.gguf", kvs=[("general.architecture", STR, "llama")], extra_kv=huge, kv_count=2), "claims")
@@ -230,3 +233,38 @@ def test_bridge_reports_a_typed_one_line_error(tmp_path: Path):
     assert run.error["class"] == "InputError" and run.error["details"]["code"] == "E_FILE_NOT_FOUND"
     good = build(tmp_path / "g.gguf")
     assert run_bridge("gguf-info", request={"gguf": str(good)}).data["tensorTypes"] == {"F32": 1, "Q8_0": 1}
+
+
+def hf_folder(tmp: Path, *, bos=1, eos=2, gen_eos=2, tok_bos="<s>", tok_eos="</s>", vocab=8) -> Path:
+    import json
+
+    d = tmp / "hf"
+    d.mkdir(exist_ok=True)
+    (d / "config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "vocab_size": vocab}))
+    (d / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": gen_eos}))
+    (d / "tokenizer_config.json").write_text(json.dumps({"bos_token": tok_bos, "eos_token": tok_eos}))
+    words = {f"w{i}": i for i in range(3, vocab)}
+    (d / "tokenizer.json").write_text(json.dumps({
+        "model": {"vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, **words}},
+        "added_tokens": [{"id": 1, "content": "<s>"}, {"id": 2, "content": "</s>"}],
+    }))
+    return d
+
+
+def test_cross_check_agrees_and_names_every_disagreement(tmp_path: Path):
+    from sphana_bridge.gguf_source import GgufMismatch
+
+    facts = {"bosTokenId": 1, "eosTokenId": 2, "vocabSize": 8}
+    assert cross_check(str(hf_folder(tmp_path)), facts)["vocabSize"] == 8
+    assert cross_check(str(hf_folder(tmp_path, gen_eos=[2, 5])), facts)["eosTokenId"] == 2  # an EOS list that includes it
+    for kwargs, expected in [
+        ({"bos": 0}, "BOS id 0 in config.json, the GGUF says 1"),
+        ({"gen_eos": [5]}, "EOS id [5] in generation_config.json, the GGUF says 2"),
+        ({"tok_eos": "<s>"}, "EOS id 1 in tokenizer_config.json, the GGUF says 2"),
+        ({"vocab": 9}, "tokenizer.json has 9 tokens, the GGUF's tokenizer.ggml.tokens has 8"),
+    ]:
+        with pytest.raises(GgufMismatch, match=expected.replace("[", r"\[").replace("]", r"\]")):
+            cross_check(str(hf_folder(tmp_path, **kwargs)), facts)
+    # A GGUF without token ids: ids that a config class filled in by default are a disagreement.
+    with pytest.raises(GgufMismatch, match="BOS id 1 in config.json, the GGUF says None"):
+        cross_check(str(hf_folder(tmp_path)), {"bosTokenId": None, "eosTokenId": 2, "vocabSize": 8})

@@ -54,7 +54,7 @@ Exit codes:
   program
     .command('export')
     .description('Hugging Face weights → ONNX with KV cache, INT8 twin, tokenizer and manifest, verified')
-    .argument('<model>', 'a preset (`sphana models`) or a local Hugging Face folder')
+    .argument('<model>', 'a preset (`sphana models`), a local Hugging Face folder, or a .gguf file')
     .option('--synthetic <size>', 'random weights from the preset\'s architecture: tiny | full (no download)')
     .option('--weights <dir>', 'use the weights in this Hugging Face folder')
     .option('--revision <rev>', 'hub revision', 'main')
