@@ -268,3 +268,73 @@ def test_cross_check_agrees_and_names_every_disagreement(tmp_path: Path):
     # A GGUF without token ids: ids that a config class filled in by default are a disagreement.
     with pytest.raises(GgufMismatch, match="BOS id 1 in config.json, the GGUF says None"):
         cross_check(str(hf_folder(tmp_path)), {"bosTokenId": None, "eosTokenId": 2, "vocabSize": 8})
+
+
+# --------------------------------------------------------------------------------------
+# gguf-to-hf on a tiny GGUF written like llama.cpp writes a Llama (fixtures/tiny_gguf.py)
+# --------------------------------------------------------------------------------------
+
+
+def test_gguf_to_hf_restores_the_original_model(tmp_path: Path):
+    import json
+
+    import torch
+    import tiny_gguf
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sphana_bridge.gguf_source import gguf_to_hf
+
+    src = tmp_path / "tiny.gguf"
+    original = tiny_gguf.write(str(src))
+    out = tmp_path / "hf"
+    out.mkdir()
+    steps = []
+    result = gguf_to_hf(str(src), str(out), lambda step, fraction, message: steps.append(step))
+    assert steps == ["validate", "hash", "load", "write", "check"]
+    assert result["architectures"] == ["LlamaForCausalLM"]
+    assert result["gguf"]["tensorTypes"] == {"Q8_0": 15, "F32": 5}
+    assert result["gguf"]["fileTypeName"] == "MOSTLY_Q8_0"
+    assert result["parameters"] == result["gguf"]["parameters"] == sum(p.numel() for p in original.parameters())
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and "quantization_config" not in config
+    assert (config["num_key_value_heads"], config["head_dim"], config["vocab_size"]) == (2, 16, len(tiny_gguf.tokens()))
+
+    # Weights: F32 tensors exactly, Q8_0 ones within half a quantization step, q/k un-permuted.
+    converted = load_file(str(out / "model.safetensors"))
+    assert "lm_head.weight" not in converted  # tied
+    reference = original.state_dict()
+    for name, w in converted.items():
+        ref = reference[name]
+        if name.endswith("norm.weight"):
+            assert torch.equal(w, ref), name
+        else:
+            step = ref.abs().max() / 127
+            assert (w - ref).abs().max() <= step, name
+    q = reference["model.layers.0.self_attn.q_proj.weight"]
+    assert (torch.from_numpy(tiny_gguf.permute(q.numpy(), 4)) - q).abs().max() > 10 * q.abs().max() / 127  # the check has teeth
+
+    # The converted folder loads as an ordinary HF model and predicts like the original.
+    model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 17, 200, 33, 261, 9, 100, 41]])
+    with torch.no_grad():
+        a, b = original(ids).logits, model(ids).logits
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    # The file's tokenizer: its merges apply (" the" is one token), its specials keep their ids.
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert tok(" the").input_ids == [len(tiny_gguf.tokens()) - 1]
+    assert tok.convert_ids_to_tokens([1, 2]) == ["<|im_start|>", "<|im_end|>"]
+
+
+def test_gguf_to_hf_refuses_a_file_without_tensors_its_architecture_needs(tmp_path: Path):
+    import tiny_gguf
+
+    from sphana_bridge.gguf_source import gguf_to_hf
+
+    src = tmp_path / "q3.gguf"
+    tiny_gguf.write(str(src), arch="qwen3", drop_qk_norms=True)
+    out = tmp_path / "hf"
+    out.mkdir()
+    with pytest.raises(GgufInvalid, match=r"4 tensor\(s\) that Qwen3ForCausalLM needs are not in the file: model.layers.0.self_attn.k_norm.weight"):
+        gguf_to_hf(str(src), str(out), lambda *a: None)

@@ -15,7 +15,7 @@ import { openSession } from '../../src/runtime/onnxruntime.js';
 import { openArtifact } from '../../src/verify/artifact.js';
 import { loadTokenizer } from '../../src/verify/tokenizer-load.js';
 import { sphana } from '../helpers/cli.js';
-import { testPython } from '../helpers/paths.js';
+import { ROOT, testPython } from '../helpers/paths.js';
 
 /**
  * A real model end to end: SmolLM2-135M-Instruct as a Q4_1 GGUF (scripts/test-model.js fetches it
@@ -181,6 +181,15 @@ test('bad GGUF input: one-line typed errors, exit 3, nothing half-written', () =
     const work = join(bad, 'c', '0.1.0', '.sphana-work');
     assert.deepEqual(existsSync(work) ? readdirSync(work) : [], []);
     assert.equal(existsSync(join(bad, 'c', '0.1.0', 'manifest.json')), false);
+
+    // A GGUF that transformers reads (Qwen3) but sphana does not export: refused after the conversion, nothing kept.
+    const qwen3 = join(bad, 'qwen3.gguf');
+    const made = spawnSync(testPython(), [join(ROOT, 'fixtures', 'tiny_gguf.py'), qwen3, '--arch', 'qwen3'], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const unsupported = sphana(['export', qwen3, '--out', join(bad, 'e')]);
+    assert.equal(unsupported.exitCode, 3, unsupported.stderr);
+    assert.match(unsupported.stderr, /error E_UNSUPPORTED_ARCHITECTURE: qwen3\.gguf \(converted config\.json\): architecture Qwen3ForCausalLM is not supported/);
+    assert.deepEqual(readdirSync(join(bad, 'e', '0.1.0', '.sphana-work')), []);
 
     const synthetic = sphana(['export', GGUF!, '--synthetic', 'tiny', '--out', join(bad, 'd')]);
     assert.equal(synthetic.exitCode, 3);
