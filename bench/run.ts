@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchExport, benchGemma2 } from './export.js';
+import { benchGguf } from './gguf.js';
 import { benchInspect } from './inspect.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
@@ -21,6 +22,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   inspect: () => benchInspect(cache, python, bin),
   export: () => benchExport(cache, bin),
   gemma2: () => benchGemma2(cache, bin),
+  gguf: () => benchGguf(cache, bin, python, root),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];

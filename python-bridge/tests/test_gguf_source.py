@@ -10,13 +10,13 @@ import struct
 import tracemalloc
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 
 from conftest import run_bridge
 from sphana_bridge.gguf_source import MAX_ARRAY_ITEMS, MAX_TENSORS, GgufInvalid, cross_check, scan_gguf
 
-gguf = pytest.importorskip("gguf")
 
 U32, F32, STR, ARR, U64 = 4, 6, 8, 9, 10
 T_F32, T_Q8_0 = 0, 8
