@@ -1,4 +1,4 @@
-/** Typed entry points of the bridge's export side: synthesize, synthetic-tokenizer, export, gguf-info, gguf-to-hf, reference-generate. */
+/** Typed entry points of the bridge's export side: synthesize, synthetic-tokenizer, export, gguf-to-hf, reference-generate. */
 import type { BridgeEnvironment } from './environment.js';
 import { type BridgeCallOptions, callBridge } from './bridge.js';
 
@@ -109,7 +109,7 @@ export function bridgeExport(env: BridgeEnvironment, request: ExportRequest, opt
   });
 }
 
-/** What the bridge's GGUF scan reads from a file's header (`gguf-info`, and `gguf` in `gguf-to-hf`'s result). */
+/** What the bridge's GGUF scan reads from a file's header (`gguf` in `gguf-to-hf`'s result; `gguf-info` returns the same). */
 export interface GgufFacts {
   file?: string;
   sha256?: string;
@@ -146,7 +146,7 @@ const str = (value: unknown, what: string): string => {
   return value;
 };
 
-export function parseGgufFacts(value: unknown): GgufFacts {
+function parseGgufFacts(value: unknown): GgufFacts {
   const o = object(value, 'gguf');
   const types = object(o.tensorTypes, 'gguf.tensorTypes');
   return {
@@ -160,11 +160,6 @@ export function parseGgufFacts(value: unknown): GgufFacts {
     bosTokenId: intOrNull(o.bosTokenId, 'gguf.bosTokenId'), eosTokenId: intOrNull(o.eosTokenId, 'gguf.eosTokenId'),
     padTokenId: intOrNull(o.padTokenId, 'gguf.padTokenId'), vocabSize: intOrNull(o.vocabSize, 'gguf.vocabSize'),
   };
-}
-
-/** `gguf-info`: the bounded header scan alone (no torch). */
-export function bridgeGgufInfo(env: BridgeEnvironment, request: { gguf: string }, options: Options = {}): Promise<GgufFacts> {
-  return callBridge('gguf-info', request, { ...options, env, parse: parseGgufFacts });
 }
 
 /** `gguf-to-hf`: scan, then dequantize to an fp32 Hugging Face folder in `outDir` (an existing empty folder). */
