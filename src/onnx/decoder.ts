@@ -6,20 +6,36 @@ import { type FieldSpec, type MessageSpec, wireTypeOf } from './schema.js';
  * A schema-driven protobuf decoder that streams from a ByteSource. Messages become plain
  * objects keyed by the .proto field names; tensor payload fields become `LazyField`s that
  * only record where their bytes are. Every length is checked against its enclosing message
- * before anything is read or allocated, nesting is bounded, and unknown fields are skipped
- * (and counted) by wire type.
+ * before anything is read or allocated, nesting is bounded, the number of nodes, value infos,
+ * attributes and messages is bounded relative to the file's size, and unknown fields are
+ * skipped (and counted) by wire type.
+ *
+ * The decoded value means what protobuf (onnx's C++/upb parser) means, so that every check
+ * sees the tensors onnx and onnxruntime would see:
+ * - a singular message field that occurs more than once is merged, not replaced: later scalars
+ *   win, repeated fields concatenate, submessages merge recursively (so concatenated
+ *   ModelProtos merge too);
+ * - a singular scalar that occurs more than once: the last value wins;
+ * - setting a oneof member clears its siblings;
+ * - repeated scalars are accepted packed and unpacked, mixed;
+ * - an enum value that onnx.proto (proto2: closed enums) does not declare is an unknown field
+ *   and leaves the field as it was.
+ * A known field with the wrong wire type and groups (wire types 3/4) are refused (E_NOT_ONNX);
+ * protobuf would keep them as unknown fields, so refusing hides nothing from the checks.
  */
 
 /** Where a tensor payload field's bytes are: re-parse [start, end) for field `fieldId`. */
 export interface LazyField {
   readonly lazy: true;
   readonly fieldId: number;
-  /** Extent in the source covering every occurrence of the field in its message. */
+  /** Extent in the source from the first to the last occurrence that counts (for a singular
+   * field: only the last one; when copies of the message were merged the extent also covers
+   * the bytes between them). */
   start: number;
   end: number;
-  /** Number of occurrences on the wire (a packed run counts once). */
+  /** Number of occurrences on the wire that count (a packed run counts once). */
   occurrences: number;
-  /** Sum of the payload bytes of every length-delimited occurrence. */
+  /** Sum of the payload bytes of every length-delimited occurrence that counts. */
   payloadBytes: number;
   /** Whether any occurrence was length-delimited (packed, or bytes/string). */
   delimited: boolean;
@@ -30,7 +46,26 @@ export type Decoded = { [field: string]: unknown; $unknownFields?: number };
 export const MAX_DEPTH = 100;
 const MAX_STRING_BYTES = 64 << 20;
 
-type ReaderErrorCode = 'E_TRUNCATED' | 'E_CORRUPT' | 'E_NOT_ONNX';
+type ReaderErrorCode = 'E_TRUNCATED' | 'E_CORRUPT' | 'E_NOT_ONNX' | 'E_LIMIT_EXCEEDED';
+
+/**
+ * Bounded work: how many messages of a kind a file of `bytes` bytes may hold. The smallest
+ * real node, value info and attribute take well over the per-item byte figures below (README,
+ * "Security"), so a real model never reaches a cap; a file of empty messages does long before
+ * its objects fill the heap.
+ */
+export const COUNT_LIMITS: Record<string, { base: number; bytesPerItem: number }> = {
+  'onnx.NodeProto': { base: 4096, bytesPerItem: 16 },
+  'onnx.ValueInfoProto': { base: 4096, bytesPerItem: 8 },
+  'onnx.AttributeProto': { base: 4096, bytesPerItem: 8 },
+  /** Every message of any kind (dims, tensors, entries, ...). */
+  '*': { base: 65536, bytesPerItem: 4 },
+};
+
+export function countLimit(kind: string, fileBytes: number): number {
+  const { base, bytesPerItem } = COUNT_LIMITS[kind];
+  return base + Math.floor(fileBytes / bytesPerItem);
+}
 
 export class DecodeError extends InputError {
   readonly offset: number;
@@ -43,12 +78,17 @@ export class DecodeError extends InputError {
 export class StreamDecoder {
   private pos = 0;
   private readonly utf8 = new TextDecoder('utf-8');
+  private readonly counts = new Map<string, number>();
+  private readonly limits: Map<string, number>;
 
-  constructor(private readonly source: ByteSource) {}
+  constructor(private readonly source: ByteSource) {
+    this.limits = new Map(Object.keys(COUNT_LIMITS).map((kind) => [kind, countLimit(kind, source.size)]));
+  }
 
   /** Decodes the whole source as one message of `spec`. */
   decodeRoot(spec: MessageSpec): Decoded {
     this.pos = 0;
+    this.counts.clear();
     return this.message(spec, this.source.size, 0);
   }
 
@@ -88,9 +128,25 @@ export class StreamDecoder {
     this.fail('E_CORRUPT', `${what} runs past the end of its enclosing message`, at);
   }
 
-  private message(spec: MessageSpec, end: number, depth: number): Decoded {
+  /** Bounded work: one more message of `kind` (and one more of any kind). */
+  private count(kind: string): void {
+    for (const k of [kind, '*']) {
+      const limit = this.limits.get(k);
+      if (limit === undefined) continue;
+      const n = (this.counts.get(k) ?? 0) + 1;
+      this.counts.set(k, n);
+      if (n > limit) {
+        const what = k === '*' ? 'messages' : `${k.replace(/^onnx\./, '')} messages`;
+        this.fail('E_LIMIT_EXCEEDED', `more than ${limit} ${what} in a file of ${this.source.size} bytes`);
+      }
+    }
+  }
+
+  /** Decodes one message into a new object, or into `into` (protobuf's merge of a repeated singular message). */
+  private message(spec: MessageSpec, end: number, depth: number, into?: Decoded): Decoded {
     if (depth > MAX_DEPTH) this.fail('E_CORRUPT', `messages nested deeper than ${MAX_DEPTH} levels`);
-    const out: Decoded = {};
+    this.count(spec.name);
+    const out: Decoded = into ?? {};
     while (this.pos < end) {
       const keyAt = this.pos;
       const key = this.varint(end);
@@ -102,7 +158,7 @@ export class StreamDecoder {
       const field = spec.fields.get(id);
       if (!field) {
         this.skip(wire, end);
-        out.$unknownFields = (out.$unknownFields ?? 0) + 1;
+        unknownField(out);
         continue;
       }
       this.field(out, field, wire, end, depth, keyAt);
@@ -123,20 +179,41 @@ export class StreamDecoder {
     }
     if (field.kind === 'message') {
       const length = this.length(end);
-      const value = this.message(field.message!, this.pos + length, depth + 1);
-      push(out, field, value);
+      const stop = this.pos + length;
+      if (field.repeated) {
+        push(out, field, this.message(field.message!, stop, depth + 1));
+        return;
+      }
+      // Singular: a second occurrence merges into the first (protobuf's MergeFrom).
+      const known = out[field.name];
+      clearSiblings(out, field);
+      out[field.name] = this.message(field.message!, stop, depth + 1, isMessage(known) ? known : undefined);
       return;
     }
     if (packed) {
       const length = this.length(end);
       const stop = this.pos + length;
       const values = (out[field.name] as unknown[] | undefined) ?? [];
-      while (this.pos < stop) values.push(this.scalar(field, stop));
+      while (this.pos < stop) {
+        const value = this.scalar(field, stop);
+        if (this.undeclaredEnum(field, value)) unknownField(out);
+        else values.push(value);
+      }
       if (this.pos !== stop) this.overrun(`packed ${field.name}`, stop, this.pos);
       out[field.name] = values;
       return;
     }
-    push(out, field, this.scalar(field, end));
+    const value = this.scalar(field, end);
+    if (this.undeclaredEnum(field, value)) {
+      unknownField(out);
+      return;
+    }
+    if (!field.repeated) clearSiblings(out, field);
+    push(out, field, value);
+  }
+
+  private undeclaredEnum(field: FieldSpec, value: unknown): boolean {
+    return field.enumValues !== undefined && !field.enumValues.has(value as number);
   }
 
   private lazy(out: Decoded, field: FieldSpec, wire: number, end: number, keyAt: number): void {
@@ -148,7 +225,9 @@ export class StreamDecoder {
       this.skip(wire, end);
     }
     const known = out[field.name] as LazyField | undefined;
-    if (known) {
+    // Repeated payload fields concatenate (across merged copies too); a singular one (raw_data)
+    // keeps only its last occurrence, as protobuf does.
+    if (known && field.repeated) {
       known.end = this.pos;
       known.occurrences += 1;
       known.payloadBytes += payload;
@@ -260,6 +339,19 @@ export class StreamDecoder {
     if (run === limit - at) this.overrun('a varint', end, at);
     this.fail('E_CORRUPT', 'a varint longer than 10 bytes', at);
   }
+}
+
+function unknownField(out: Decoded): void {
+  out.$unknownFields = (out.$unknownFields ?? 0) + 1;
+}
+
+function isMessage(value: unknown): value is Decoded {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value);
+}
+
+/** Setting a oneof member clears the other members (protobuf semantics). */
+function clearSiblings(out: Decoded, field: FieldSpec): void {
+  for (const name of field.oneofSiblings ?? []) delete out[name];
 }
 
 function push(out: Decoded, field: FieldSpec, value: unknown): void {

@@ -54,7 +54,8 @@ function decodeModel(source: ByteSource, path: string): ModelProto {
     proto = new StreamDecoder(source).decodeRoot(modelSpec()) as ModelProto;
   } catch (error) {
     if (error instanceof InputError) {
-      const what = error.code === 'E_NOT_ONNX' ? 'not an ONNX model' : error.code === 'E_TRUNCATED' ? 'truncated' : 'corrupt';
+      const what = error.code === 'E_NOT_ONNX' ? 'not an ONNX model' : error.code === 'E_TRUNCATED' ? 'truncated'
+        : error.code === 'E_LIMIT_EXCEEDED' ? 'refused (too much structure for its size)' : 'corrupt';
       throw new InputError(error.code, `${path}: ${what}: ${error.message}`, { hint: hintFor(error.code), details: error.details, cause: error });
     }
     throw error;
@@ -69,6 +70,7 @@ function hintFor(code: string): string {
   switch (code) {
     case 'E_TRUNCATED': return 'the file is cut short; copy or export it again';
     case 'E_CORRUPT': return 'the file is damaged or was not written by an ONNX exporter; produce it again';
+    case 'E_LIMIT_EXCEEDED': return 'no real ONNX model is this dense; the file was crafted or damaged (limits: README, "Security")';
     default: return 'pass an ONNX ModelProto file (.onnx)';
   }
 }

@@ -97,5 +97,8 @@ export interface ModelProto {
   graph?: GraphProto;
   metadata_props?: StringStringEntry[];
   functions?: FunctionProto[];
+  training_info?: TrainingInfoProto[];
   $unknownFields?: number;
 }
+
+export interface TrainingInfoProto { initialization?: GraphProto; algorithm?: GraphProto }

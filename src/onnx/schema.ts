@@ -21,6 +21,11 @@ export interface FieldSpec {
   readonly message?: MessageSpec;
   /** Tensor payloads: recorded as a byte extent, never read during decoding. */
   readonly lazy: boolean;
+  /** The other members of this field's oneof: setting this field clears them (as protobuf does). */
+  readonly oneofSiblings?: readonly string[];
+  /** For enum fields: the values the enum declares. onnx.proto is proto2, whose enums are closed:
+   * a value outside this set is kept as an unknown field and leaves the field as it was. */
+  readonly enumValues?: ReadonlySet<number>;
 }
 
 export interface MessageSpec {
@@ -71,11 +76,13 @@ function compile(): MessageSpec {
       const resolved = field.resolvedType;
       let kind: FieldSpec['kind'];
       let message: MessageSpec | undefined;
+      let enumValues: Set<number> | undefined;
       if (resolved instanceof protobuf.Type) {
         kind = 'message';
         message = specFor(resolved);
       } else if (resolved instanceof protobuf.Enum) {
         kind = 'enum';
+        enumValues = new Set(Object.values(resolved.values));
       } else if (SCALARS.has(field.type)) {
         kind = field.type as ScalarKind;
       } else {
@@ -88,6 +95,8 @@ function compile(): MessageSpec {
         kind,
         message,
         lazy: LAZY_FIELDS.has(`${fullName}.${field.name}`),
+        ...(field.partOf ? { oneofSiblings: field.partOf.oneof.filter((name) => name !== field.name) } : {}),
+        ...(enumValues ? { enumValues } : {}),
       });
     }
     return spec;

@@ -3,9 +3,17 @@ import type { GraphProto, ModelProto, SparseTensorProto, TensorProto } from './p
 
 export const DATA_LOCATION_EXTERNAL = 1;
 
-/** Every dense tensor the model carries: initializers, sparse parts, attribute tensors, function bodies. */
+/**
+ * Every dense tensor the model carries: initializers, sparse parts, attribute tensors, function
+ * bodies and training-info graphs, at any nesting depth (a superset of what onnx and
+ * onnxruntime load external data for).
+ */
 export function* allTensors(model: ModelProto): Generator<TensorProto> {
-  const roots: GraphProto[] = [model.graph ?? {}, ...(model.functions ?? []).map((fn) => ({ node: fn.node }))];
+  const roots: GraphProto[] = [
+    model.graph ?? {},
+    ...(model.functions ?? []).map((fn) => ({ node: fn.node })),
+    ...(model.training_info ?? []).flatMap((t) => [t.initialization, t.algorithm].filter((g): g is GraphProto => !!g)),
+  ];
   for (const root of roots) {
     for (const graph of walkGraphs(root)) {
       for (const t of graph.initializer ?? []) yield t;

@@ -19,7 +19,15 @@ function reference(paths: string[]): Map<string, Record<string, unknown>> {
   return new Map(rows.map((row) => [row.path as string, row]));
 }
 
-const models = [...listFiles(fixture('valid'), '.onnx'), ...onnxBackendModels()];
+// hostile/pb_*: crafted protobuf (merged graph copies, concatenated models, closed enums) that
+// parse fine; only their external data is unsafe, and inspect must see the same tensors onnx does.
+const protobufHostile = listFiles(fixture('hostile'), '.onnx').filter((p) => /[\\/]pb_/.test(p));
+const models = [...listFiles(fixture('valid'), '.onnx'), ...protobufHostile, ...onnxBackendModels()];
+
+test('the protobuf-semantics fixtures are in the differential set', () => {
+  assert.equal(protobufHostile.length, 3);
+  assert.equal(models.filter((p) => /[\\/]pb_/.test(p)).length, 7);
+});
 
 test('the differential set is broad', () => {
   assert.ok(models.length >= 150, `only ${models.length} models`);
