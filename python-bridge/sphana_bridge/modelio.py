@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from sphana_bridge.external_paths import check_model_locations, resolve_location
 from sphana_bridge.protocol import InputError
 
 # Payloads at least this big are left on disk by the scanner.
@@ -216,6 +217,8 @@ def scan_model(path: str) -> ScannedModel:
         )
 
     base = os.path.dirname(path)
+    # Defence in depth: every location is validated here, before any external file is opened.
+    check_model_locations(model, base)
     ext_files: list[str] = []
     has_ext = False
     for t in iter_all_tensors(model):
@@ -332,7 +335,7 @@ class TensorReader:
 
     def _locate(self, t: TensorProto) -> tuple[str, int, int]:
         info = external_info(t)
-        full = os.path.normpath(os.path.join(self.base, info.get("location", "")))
+        full = resolve_location(self.base, info.get("location", ""), t.name)  # never opens an unsafe path
         off = int(info.get("offset", "0") or 0)
         length = int(info["length"]) if info.get("length") else tensor_nbytes(t)
         return full, off, length
