@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
+import time
 import traceback
 import warnings
 from typing import Any, Callable
@@ -96,12 +98,45 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
+# Set by sphana's client, which keeps our stdin open as a pipe for as long as it lives.
+WATCH_PARENT_ENV = "SPHANA_BRIDGE_WATCH_STDIN"
+# After the parent is gone: how long the main thread gets to clean up (staging) before a hard exit.
+PARENT_GONE_GRACE_S = 10.0
+
+
+def watch_parent(grace_s: float = PARENT_GONE_GRACE_S) -> bool:
+    """Exit when the parent dies: its end of our stdin pipe closes, read() returns EOF. Then
+    SIGTERM ourselves (KeyboardInterrupt in the main thread runs every cleanup) and, should
+    the main thread be stuck in native code, exit hard after `grace_s`. Only when the client
+    asked for it (a stdin that is /dev/null or a terminal would end or hang at once)."""
+    if os.environ.get(WATCH_PARENT_ENV) != "1":
+        return False
+    import threading
+
+    def run() -> None:
+        try:
+            while os.read(0, 65536):
+                pass  # the client never writes; anything it does write is ignored
+        except OSError:
+            pass
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except OSError:
+            pass
+        time.sleep(grace_s)
+        os._exit(143)
+
+    threading.Thread(target=run, name="sphana-parent-watch", daemon=True).start()
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     out = capture_stdout()
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError, AttributeError):  # not the main thread / platform without SIGTERM
         pass
+    watch_parent()
     emitter = Emitter(out)
     _setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -87,7 +87,7 @@ export function parseQuantize(data: unknown): QuantizeResult {
 
 /** `versions`: the bridge's Python version and the versions of its packages. */
 export function bridgeVersions(env: BridgeEnvironment, options: BridgeCommandOptions = {}): Promise<BridgeVersions> {
-  return callBridge('versions', {}, { ...options, env, parse: parseVersions });
+  return callBridge('versions', {}, { timeoutMs: 120_000, ...options, env, parse: parseVersions });
 }
 
 /** `quantize`: dynamic quantization of one ONNX model with the given strategy. */

@@ -19,7 +19,13 @@ export interface BridgeCallOptions {
   onProgress?: (progress: BridgeProgress) => void;
   /** Each stderr line of the bridge (its log). */
   onLog?: (line: string) => void;
+  /** Total time allowed (default: none). */
   timeoutMs?: number;
+  /** Time allowed without a single line on stdout or stderr (default BRIDGE_IDLE_TIMEOUT_MS,
+   * or SPHANA_BRIDGE_IDLE_TIMEOUT seconds from the environment). */
+  idleTimeoutMs?: number;
+  /** Longest stdout line accepted, in characters (default BRIDGE_MAX_LINE_CHARS). */
+  maxLineChars?: number;
   signal?: AbortSignal;
   /** Internal (tests): run `[exe, ...args, command, '--request', json]` instead of the venv's python. */
   pythonCommand?: readonly [string, ...string[]];
@@ -52,6 +58,19 @@ export function bridgeErrorExit(errorClass: string, exception?: unknown): ExitCo
   return 'failed';
 }
 
+/** The longest silent stretch of the slowest real step measured (Gemma-2-2B export: ~6 min, bench/results) ×5. */
+export const BRIDGE_IDLE_TIMEOUT_MS = 30 * 60_000;
+/** The bridge's replies are small JSON objects (a few KiB); 4 MiB is far beyond any of them. */
+export const BRIDGE_MAX_LINE_CHARS = 4 << 20;
+/** Log lines are kept for error reports; longer ones are cut. */
+const MAX_LOG_LINE_CHARS = 64 << 10;
+
+function idleTimeout(options: BridgeCallOptions): number {
+  if (options.idleTimeoutMs !== undefined) return options.idleTimeoutMs;
+  const fromEnv = Number(process.env.SPHANA_BRIDGE_IDLE_TIMEOUT);
+  return Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv * 1000 : BRIDGE_IDLE_TIMEOUT_MS;
+}
+
 const clip = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
 /** Runs one bridge command and returns its result, checked by `parse` (which throws on a shape mismatch). */
@@ -80,22 +99,29 @@ export async function callBridge<T>(command: string, request: unknown, options: 
       details: { command: [exe, ...args], request, output, stderrTail: stderr.get() },
     });
 
+  const maxLine = options.maxLineChars ?? BRIDGE_MAX_LINE_CHARS;
+  const idleMs = idleTimeout(options);
   const run = startProcess(exe, args, {
-    env: { ...childEnv(process.env), PYTHONPATH: dir, PYTHONUNBUFFERED: '1' },
+    // SPHANA_BRIDGE_WATCH_STDIN: stdin is a pipe we hold open; the bridge exits when it closes (we died).
+    env: { ...childEnv(process.env), PYTHONPATH: dir, PYTHONUNBUFFERED: '1', SPHANA_BRIDGE_WATCH_STDIN: '1' },
     cwd: dir,
     stdin: 'pipe',
     timeoutMs: options.timeoutMs,
+    idleTimeoutMs: idleMs,
+    maxLineChars: maxLine,
     signal: options.signal,
-    onStderrLine: (line) => {
+    onStderrLine: (raw, truncated) => {
+      const line = truncated || raw.length > MAX_LOG_LINE_CHARS ? `${raw.slice(0, MAX_LOG_LINE_CHARS)}… (line cut)` : raw;
       stderr.push(line);
       options.onLog?.(line);
     },
-    onStdoutLine: (line) => {
+    onStdoutLine: (line, truncated) => {
       if (violation || !line.trim()) return;
       const problem = (p: string) => {
-        violation = { problem: p, output: line };
+        violation = { problem: p, output: line.slice(0, 1000) };
         run.stop('requested');
       };
+      if (truncated) return problem(`a stdout line longer than ${maxLine} characters`);
       let message: unknown;
       try {
         message = JSON.parse(line);
@@ -123,9 +149,12 @@ export async function callBridge<T>(command: string, request: unknown, options: 
   const outcome = await run.done;
 
   if (outcome.stopped === 'abort' || outcome.stopped === 'interrupt') throw new InterruptedError(`interrupted: bridge "${command}" stopped`);
-  if (outcome.stopped === 'timeout') {
-    throw new EnvironmentError('E_BRIDGE_TIMEOUT', `bridge "${command}" did not finish within ${((options.timeoutMs ?? 0) / 1000).toFixed(1)} s`, {
-      hint: 'the Python side hung or the machine is too slow; rerun with --verbose to see its log',
+  if (outcome.stopped === 'timeout' || outcome.stopped === 'idle') {
+    const what = outcome.stopped === 'idle'
+      ? `printed nothing for ${(idleMs / 1000).toFixed(1)} s and was stopped`
+      : `did not finish within ${((options.timeoutMs ?? 0) / 1000).toFixed(1)} s`;
+    throw new EnvironmentError('E_BRIDGE_TIMEOUT', `bridge "${command}" ${what}`, {
+      hint: 'the Python side hung or the machine is too slow; rerun with --verbose to see its log (SPHANA_BRIDGE_IDLE_TIMEOUT=<seconds> raises the idle limit)',
       details: { command: [exe, ...args], request, stderrTail: stderr.get() },
     });
   }

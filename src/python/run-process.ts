@@ -3,12 +3,14 @@
  * detached into its own process group, output delivered line by line as it arrives, and
  * stopped — the whole group, SIGTERM then SIGKILL — on timeout, abort, Ctrl-C or Node's exit.
  */
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { killGroup, onInterrupt, trackGroup } from './process-group.js';
 
-export type StopReason = 'timeout' | 'abort' | 'interrupt' | 'requested';
+export type StopReason = 'timeout' | 'idle' | 'abort' | 'interrupt' | 'requested';
+
+/** Default cap on one line of output (characters): a longer line is cut and flagged. */
+export const MAX_LINE_CHARS = 1 << 20;
 
 export interface ProcessOutcome {
   /** The exit status, or null when the process died of a signal or never started. */
@@ -26,11 +28,16 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   timeoutMs?: number;
+  /** Stop (reason 'idle') when the process prints no line, on stdout or stderr, for this long. */
+  idleTimeoutMs?: number;
+  /** Lines longer than this (characters) are delivered cut to it, with `truncated` set; the
+   * rest of such a line is dropped without being held (default MAX_LINE_CHARS). */
+  maxLineChars?: number;
   signal?: AbortSignal;
   /** 'pipe' keeps the child's stdin open until Node goes away (EOF tells the child its parent died). */
   stdin?: 'ignore' | 'pipe';
-  onStdoutLine?: (line: string) => void;
-  onStderrLine?: (line: string) => void;
+  onStdoutLine?: (line: string, truncated: boolean) => void;
+  onStderrLine?: (line: string, truncated: boolean) => void;
 }
 
 export interface ProcessHandle {
@@ -77,12 +84,21 @@ export function startProcess(file: string, args: readonly string[], options: Sta
     killing = killGroup(pid);
   };
 
+  let idleTimer: NodeJS.Timeout | undefined;
+  const active = () => {
+    if (options.idleTimeoutMs === undefined || stopped !== null) return;
+    if (idleTimer) idleTimer.refresh();
+    else idleTimer = setTimeout(() => stop('idle'), options.idleTimeoutMs);
+  };
+  active();
   const readers: Promise<unknown>[] = [];
-  const read = (stream: NodeJS.ReadableStream | null, onLine?: (line: string) => void) => {
+  const maxLine = options.maxLineChars ?? MAX_LINE_CHARS;
+  const read = (stream: NodeJS.ReadableStream | null, onLine?: (line: string, truncated: boolean) => void) => {
     if (!stream) return;
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    lines.on('line', (line) => onLine?.(line));
-    readers.push(once(lines, 'close'));
+    readers.push(splitLines(stream, maxLine, (line, truncated) => {
+      active();
+      onLine?.(line, truncated);
+    }));
   };
   read(child.stdout, options.onStdoutLine);
   read(child.stderr, options.onStderrLine);
@@ -112,6 +128,7 @@ export function startProcess(file: string, args: readonly string[], options: Sta
       };
     } finally {
       if (timer) clearTimeout(timer);
+      if (idleTimer) clearTimeout(idleTimer);
       options.signal?.removeEventListener('abort', onAbort);
       removeInterrupt();
       untrack();
@@ -119,6 +136,62 @@ export function startProcess(file: string, args: readonly string[], options: Sta
   })();
 
   return { pid, done, stop };
+}
+
+/**
+ * Splits a stream into lines (\n, a trailing \r dropped) without ever holding more than
+ * `max` characters of one line: the rest of an over-long line is discarded up to its newline
+ * and the kept part is delivered with `truncated` = true. Resolves when the stream ends.
+ */
+export function splitLines(stream: NodeJS.ReadableStream, max: number, onLine: (line: string, truncated: boolean) => void): Promise<void> {
+  const decoder = new StringDecoder('utf8');
+  let parts: string[] = [];
+  let length = 0;
+  let truncated = false;
+  const emit = () => {
+    let line = parts.join('');
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    parts = [];
+    length = 0;
+    const cut = truncated;
+    truncated = false;
+    onLine(line, cut);
+  };
+  const take = (text: string) => {
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', start);
+      const piece = nl < 0 ? text.slice(start) : text.slice(start, nl);
+      if (!truncated) {
+        const room = max - length;
+        if (piece.length > room) {
+          parts.push(piece.slice(0, room));
+          length = max;
+          truncated = true;
+        } else {
+          parts.push(piece);
+          length += piece.length;
+        }
+      }
+      if (nl < 0) return;
+      emit();
+      start = nl + 1;
+    }
+  };
+  return new Promise((resolve) => {
+    stream.on('data', (chunk: Buffer | string) => take(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      take(decoder.end());
+      if (length > 0 || truncated) emit();
+      resolve();
+    };
+    stream.once('end', finish);
+    stream.once('close', finish);
+    stream.once('error', finish);
+  });
 }
 
 /** Keeps the last `size` lines pushed into it. */

@@ -50,6 +50,10 @@ switch (request.mode) {
   case 'hang':
     hang();
     break;
+  case 'long-line':
+    // One stdout line of request.chars characters, written in 64 KiB pieces, then a hang.
+    hang(() => { for (let n = 0; n < request.chars; n += 65536) process.stdout.write('x'.repeat(Math.min(65536, request.chars - n))); });
+    break;
   case 'straggler': {
     // Finishes properly but leaves a process behind in its group.
     const grandchild = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
