@@ -1,4 +1,5 @@
 import ora, { type Ora } from 'ora';
+import { jsonTerminalSafe, terminalSafe } from './escape.js';
 import { chalk, configureColour, isInteractive } from './terminal.js';
 
 export interface GlobalOptions {
@@ -17,6 +18,8 @@ export interface Step {
 /**
  * Where a command's words go. Results go to stdout (with --json: one JSON document and
  * nothing else); everything meant for people — progress, notes, warnings — goes to stderr.
+ * Every human-readable text passes through terminalSafe (src/cli/escape.ts): no control
+ * character from a model, manifest or log reaches the terminal; JSON stays exact JSON.
  */
 export class Output {
   readonly interactive: boolean;
@@ -26,30 +29,36 @@ export class Output {
     configureColour(this.interactive);
   }
 
+  private safe(text: string, keepNewlines = true): string {
+    return terminalSafe(text, { keepNewlines, keepColour: chalk.level > 0 });
+  }
+
   /** A line of the command's human-readable result (stdout; suppressed with --json). */
   result(text: string): void {
-    if (!this.options.json) this.stdout.write(`${text}\n`);
+    if (!this.options.json) this.stdout.write(`${this.safe(text)}\n`);
   }
 
   /** One JSON document on stdout (only with --json). */
   json(value: string): void {
-    if (this.options.json) this.stdout.write(`${value}\n`);
+    if (this.options.json) this.stdout.write(`${jsonTerminalSafe(value)}\n`);
   }
 
   info(text: string): void {
-    if (!this.options.quiet) this.stderr.write(`${text}\n`);
+    if (!this.options.quiet) this.stderr.write(`${this.safe(text)}\n`);
   }
 
+  /** One line: a newline inside `text` is shown as \n. */
   warn(text: string): void {
-    this.stderr.write(`${chalk.yellow('warning')}: ${text}\n`);
+    this.stderr.write(`${chalk.yellow('warning')}: ${this.safe(text, false)}\n`);
   }
 
   debug(text: string): void {
-    if (this.options.verbose) this.stderr.write(`${chalk.dim(text)}\n`);
+    if (this.options.verbose) this.stderr.write(`${chalk.dim(this.safe(text, false))}\n`);
   }
 
   /** A spinner on a terminal, plain start/end lines elsewhere; returns elapsed seconds on finish. */
-  step(label: string): Step {
+  step(rawLabel: string): Step {
+    const label = this.safe(rawLabel, false);
     const started = performance.now();
     const elapsed = () => (performance.now() - started) / 1000;
     let spinner: Ora | undefined;
@@ -58,7 +67,8 @@ export class Output {
     } else {
       this.info(`> ${label}`);
     }
-    const finish = (ok: boolean, detail?: string) => {
+    const finish = (ok: boolean, rawDetail?: string) => {
+      const detail = rawDetail === undefined ? undefined : this.safe(rawDetail, false);
       const seconds = elapsed();
       const text = `${label}${detail ? ` ${chalk.dim(detail)}` : ''} ${chalk.dim(`(${seconds.toFixed(1)}s)`)}`;
       if (spinner) {
@@ -73,7 +83,7 @@ export class Output {
       succeed: (detail) => finish(true, detail),
       fail: (detail) => finish(false, detail),
       update: (text) => {
-        if (spinner) spinner.text = `${label} ${chalk.dim(text)}`;
+        if (spinner) spinner.text = `${label} ${chalk.dim(this.safe(text, false))}`;
         else this.debug(`  ${text}`);
       },
     };

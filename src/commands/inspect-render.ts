@@ -1,9 +1,11 @@
+import { escapeStrings } from '../cli/escape.js';
 import { chalk } from '../cli/terminal.js';
 import type { ModelSummary } from '../onnx/summary.js';
 import { type ValueSummary, formatValue } from '../onnx/value-types.js';
 
 /** The compact, human summary of one model (in the spirit of gguf_dump / polygraphy). */
-export function renderSummary(s: ModelSummary): string {
+export function renderSummary(summary: ModelSummary): string {
+  const s = escapeStrings(summary); // every model string (names, types, metadata, locations) made inert
   const lines: string[] = [];
   const opsets = Object.entries(s.opsets).map(([d, v]) => `${d || 'ai.onnx'} ${v}`).join(', ');
   const producer = [s.producer.name, s.producer.version].filter(Boolean).join(' ') || 'unknown';

@@ -1,5 +1,6 @@
 import type { Output } from '../cli/output.js';
 import { reportError } from '../cli/main.js';
+import { escapeStrings } from '../cli/escape.js';
 import { chalk } from '../cli/terminal.js';
 import { JobFailedError, UsageError } from '../errors.js';
 import type { Precision } from '../manifest/schema.js';
@@ -64,7 +65,8 @@ const MARK: Record<CheckResult['status'], (s: string) => string> = {
 const WORD: Record<CheckResult['status'], string> = { passed: 'PASS', failed: 'FAIL', skipped: 'SKIP' };
 
 /** The people's table: check, result, seconds, key figures (long messages wrapped at '; '). */
-export function renderReport(report: VerificationReport): string {
+export function renderReport(untrusted: VerificationReport): string {
+  const report = escapeStrings(untrusted); // names and messages can quote manifest and model strings
   const width = Math.max(...report.checks.map((c) => c.name.length), 'check'.length);
   const lines = [`${report.name}  ${chalk.dim(report.dir)}`, `${'check'.padEnd(width)}  result  time    figures`];
   for (const c of report.checks) {
