@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchExport, benchGemma2 } from './export.js';
 import { benchGguf } from './gguf.js';
+import { benchFuzz } from './fuzz.js';
 import { benchInspect } from './inspect.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
@@ -23,6 +24,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   export: () => benchExport(cache, bin),
   gemma2: () => benchGemma2(cache, bin),
   gguf: () => benchGguf(cache, bin, python, root),
+  fuzz: () => benchFuzz(root, python, bin),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];
