@@ -23,8 +23,9 @@ export function escapeControl(text: string): string {
 export function escapeStrings<T>(value: T): T {
   if (typeof value === 'string') return escapeControl(value) as T;
   if (Array.isArray(value)) return value.map((v) => escapeStrings(v)) as T;
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [escapeControl(k), escapeStrings(v)])) as T;
+  const proto = value !== null && typeof value === 'object' ? Object.getPrototypeOf(value) : undefined;
+  if (proto === Object.prototype || proto === null) {
+    return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [escapeControl(k), escapeStrings(v)])) as T;
   }
   return value;
 }

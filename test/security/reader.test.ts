@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { isSphanaError } from '../../src/errors.js';
 import { readModelBytes } from '../../src/onnx/model.js';
@@ -17,6 +20,22 @@ for (const [dir, location] of [['pb_first_graph', '../outside.bin'], ['pb_concat
     assert.match(r.stderr, /E_UNSAFE_EXTERNAL_DATA/);
   });
 }
+
+test('sphana quantize refuses the file whose unsafe tensor hides in the first graph copy: exit 3, nothing written', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sphana-pb-'));
+  try {
+    cpSync(fixture('hostile/pb_first_graph'), join(dir, 'model'), { recursive: true });
+    cpSync(fixture('hostile/outside.bin'), join(dir, 'outside.bin'));
+    const before = readdirSync(join(dir, 'model')).sort();
+    const r = sphana(['quantize', join(dir, 'model/model.onnx')]);
+    assert.equal(r.exitCode, 3, r.stderr);
+    assert.match(r.stderr, /^error E_UNSAFE_EXTERNAL_DATA: .*external data location '\.\.\/outside\.bin' is unsafe: path contains '\.\.'/m);
+    assert.deepEqual(readdirSync(join(dir, 'model')).sort(), before);
+    assert.deepEqual(readdirSync(dir).sort(), ['model', 'outside.bin']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 /** Issue 10, item 9 (reader part): structure counts are capped relative to the file's size. */
 function emptyNodesModel(nodes: number): Buffer {
