@@ -5,6 +5,7 @@ import { benchExport, benchGemma2 } from './export.js';
 import { benchGguf } from './gguf.js';
 import { benchFuzz } from './fuzz.js';
 import { benchInspect } from './inspect.js';
+import { benchInt8 } from './int8.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
 
@@ -25,6 +26,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   gemma2: () => benchGemma2(cache, bin),
   gguf: () => benchGguf(cache, bin, python, root),
   fuzz: () => benchFuzz(root, python, bin),
+  int8: () => benchInt8(cache, python),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];

@@ -1,22 +1,25 @@
-"""Streaming weight quantizer (used for int4 everywhere and for embedding-split).
+"""Streaming weight quantizer (every bridge quantization except the dynamic int8 scheme's
+``int8Engine: "ort"``).
 
 The input is a *scanned* model (structure only; see modelio). The engine
 
-1. rewrites the graph (MatMul -> ORT dynamic-int8 pattern or MatMulNBits; the token
-   embedding -> one quantized table shared by the Gather and the tied LM head),
+1. rewrites the graph: weight-only (default; int8 and int4): every MatMul with a constant weight
+   (direct, through a Transpose, or a com.microsoft.FusedMatMul) -> com.microsoft.MatMulNBits,
+   the LM head included, and the token embedding -> GatherBlockQuantized whose table a tied
+   head's MatMulNBits reads too; dynamic int8: MatMul -> DynamicQuantizeLinear + MatMulInteger,
+   and with embedding-split one per-row int8 table shared by the Gather and the tied head,
 2. produces the new initializers one at a time, writing every payload >= 1 KiB to a
    staged external data file as soon as it exists (the float source tensor is read,
    quantized and dropped before the next one is touched),
 3. writes either a single .onnx (streamed from the staged data file) or an .onnx with
    one ``<name>.data`` file beside it.
 
-int8 numerics are onnxruntime's own: scale / zero point come from
-``onnxruntime.quantization.quant_utils.compute_data_quant_params`` /
-``compute_scale_zp`` and the values from ``quantize_nparray``; the emitted node
-pattern (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale product)) is the
-one ``quantize_dynamic`` emits. int4 uses onnxruntime's C++ block quantizer
-(``quantize_matmul_4bits``, the kernel behind MatMulNBitsQuantizer) and emits
-``com.microsoft.MatMulNBits`` with the same layout.
+Weight-only numerics are onnxruntime's C++ block quantizers (``quantize_matmul_8bits`` /
+``quantize_matmul_4bits``, the kernels behind MatMulNBitsQuantizer: same bytes) or its HQQ
+solver. Dynamic int8 numerics are onnxruntime's own: scale / zero point from
+``onnxruntime.quantization.quant_utils.compute_scale_zp`` and the values from
+``quantize_nparray``; the node pattern (DynamicQuantizeLinear -> MatMulInteger -> Cast ->
+Mul(scale product)) is the one ``quantize_dynamic`` emits.
 """
 
 from __future__ import annotations
@@ -54,9 +57,32 @@ class EngineOptions:
     per_channel: bool = False
     block_size: int = 32
     split_embedding: bool = False
-    embedding_bits: int = 8  # 8: per-row int8 table (default for both precisions); 4: GBQ/MatMulNBits
+    # weight-only: the token embedding as blocks of this many bits (GatherBlockQuantized,
+    # shared with a tied head's MatMulNBits); dynamic int8: 8 = per-row int8 table
+    embedding_bits: int = 8
     output_mode: str = "single"  # "single" | "external" | "auto"
     proto_limit: int = 2**31
+    # "weight-only": every constant-weight MatMul -> com.microsoft.MatMulNBits (int8: bits 8,
+    # int4: bits 4), the LM head and the token embedding included, in every strategy.
+    # "dynamic" (int8 only): DynamicQuantizeLinear + MatMulInteger (onnxruntime quantize_dynamic).
+    scheme: str = "weight-only"
+    accuracy_level: int = 4  # MatMulNBits accuracy_level (4 = int8 activations, 0 = float)
+    head_accuracy_level: int | None = None  # LM head's level when it differs (kept at higher precision)
+    head_bits: int | None = None  # LM head bits (untied head; a tied head follows embedding_bits)
+    # level of the MatMuls fed by a product of two activations (a gated MLP's down projection,
+    # where activation outliers are largest), when it differs
+    gated_accuracy_level: int | None = None
+    gated_bits: int | None = None  # int4: bits of those down projections (8 = mixed precision)
+    symmetric: bool = False  # int4 body blocks: symmetric (no zero points) or asymmetric
+    algorithm: str = "rtn"  # int4 body: "rtn" (onnxruntime's block quantizer) | "hqq"
+
+    @property
+    def weight_only(self) -> bool:
+        return self.precision == "int4" or self.scheme == "weight-only"
+
+    @property
+    def body_bits(self) -> int:
+        return 8 if self.precision == "int8" else 4
 
 
 @dataclass
@@ -78,6 +104,7 @@ class EngineResult:
     notes: list[str] = field(default_factory=list)
     embedding: dict | None = None
     quantized_weights: int = 0
+    head: dict | None = None
 
 
 class _Names:
@@ -175,40 +202,90 @@ def quantize_int8_ort_chunks(
     return q, scale_arr, zp_arr
 
 
-def quantize_int4_blocks(w_kn: np.ndarray, block_size: int, symmetric: bool):
-    """Block-wise 4-bit along K for a [K, N] weight, MatMulNBits layout, using ORT's
-    C++ kernel. Returns packed [N, kb, bs/2] uint8, scales [N, kb] f32, zp [N, ceil(kb/2)] uint8."""
-    return quantize_int4_blocks_chunks(iter([(0, w_kn.shape[0], w_kn)]), w_kn.shape, block_size, symmetric)
+_BLOCK_KERNELS = {4: "quantize_matmul_4bits", 8: "quantize_matmul_8bits"}
 
 
-def quantize_int4_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, symmetric: bool):
-    """Same, for a [K, N] weight delivered as K-row chunks whose starts are multiples of
-    2 * block_size (blocks are independent, and two blocks share a zero-point byte, so
-    the result is byte-identical to one call on the whole matrix)."""
-    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits: int, symmetric: bool):
+    """Block-wise ``bits`` along K for a [K, N] weight in MatMulNBits layout, with ORT's C++
+    kernel (the one MatMulNBitsQuantizer uses), from K-row chunks starting at multiples of
+    2 * block_size (blocks are independent; two 4-bit zero points share a byte), so the bytes
+    equal one call on the whole matrix. Returns packed [N, kb, bs*bits/8] uint8, scales
+    [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8 (unused when symmetric)."""
+    from onnxruntime.capi import _pybind_state
 
+    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
+    per = 8 // bits
     K, N = shape
     kb = (K + block_size - 1) // block_size
-    blob = block_size // 2
+    blob = block_size * bits // 8
     packed = np.zeros((N, kb, blob), dtype=np.uint8)
     scales = np.zeros((N, kb), dtype=np.float32)
-    zps = np.zeros((N, (kb + 1) // 2), dtype=np.uint8)
+    zps = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
     for r0, r1, rows in chunks:
         if r0 % (2 * block_size):
-            raise ValueError("int4 row chunks must start at a multiple of 2*block_size")
+            raise ValueError("block row chunks must start at a multiple of 2*block_size")
         k = r1 - r0
         ckb = (k + block_size - 1) // block_size
         b0 = r0 // block_size
         wc = np.ascontiguousarray(rows, dtype=np.float32)  # [k, N]
         pk = np.zeros((N, ckb, blob), dtype=np.uint8)
         sc = np.zeros((N, ckb), dtype=np.float32)
-        zp = np.zeros((N, (ckb + 1) // 2), dtype=np.uint8)
-        quantize_matmul_4bits(pk, wc, sc, zp, block_size, N, k, symmetric)
+        zp = np.zeros((N, (ckb + per - 1) // per), dtype=np.uint8)
+        kernel(pk, wc, sc, zp, block_size, N, k, symmetric)
         del wc
         packed[:, b0 : b0 + ckb] = pk
         scales[:, b0 : b0 + ckb] = sc
-        zps[:, b0 // 2 : b0 // 2 + zp.shape[1]] = zp
+        zps[:, b0 // per : b0 // per + zp.shape[1]] = zp
     return packed, scales, zps
+
+
+def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: int, symmetric: bool):
+    """The same layout for a weight stored TRANSPOSED, [N, K] (a tied head's embedding table,
+    a Transpose-fed MatMul), delivered as N-row chunks: each chunk is the MatMulNBits weight
+    of N columns, so it is quantized on its own and the bytes equal one call on W = T^T."""
+    from onnxruntime.capi import _pybind_state
+
+    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
+    per = 8 // bits
+    N, K = shape
+    kb = (K + block_size - 1) // block_size
+    blob = block_size * bits // 8
+    packed = np.zeros((N, kb, blob), dtype=np.uint8)
+    scales = np.zeros((N, kb), dtype=np.float32)
+    zps = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
+    for c0, c1, big in chunks:
+        w = np.ascontiguousarray(big.T, dtype=np.float32)  # [K, n]
+        n = c1 - c0
+        pk = np.zeros((n, kb, blob), dtype=np.uint8)
+        sc = np.zeros((n, kb), dtype=np.float32)
+        zp = np.zeros((n, (kb + per - 1) // per), dtype=np.uint8)
+        kernel(pk, w, sc, zp, block_size, n, K, symmetric)
+        packed[c0:c1], scales[c0:c1], zps[c0:c1] = pk, sc, zp
+        del w
+    return packed, scales, zps
+
+
+def quantize_hqq(w_kn: np.ndarray, block_size: int, bits: int):
+    """Half-quadratic quantization (onnxruntime's HQQWeightOnlyQuantizer numerics: asymmetric
+    blocks along K, float zero points refined by its proximal solver) of a [K, N] weight, in
+    MatMulNBits layout: packed [N, kb, bs*bits/8], scales [N*kb] f32, zero points [N*kb] f32."""
+    import torch
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, HQQWeightOnlyQuantizer
+
+    K, N = w_kn.shape
+    hq = HQQWeightOnlyQuantizer(HQQWeightOnlyQuantConfig(block_size=block_size, bits=bits))
+    wt = torch.from_numpy(np.ascontiguousarray(w_kn))
+    q, sc, zp = hq.quantize_internal(wt.T, bits=bits, group_size=block_size)
+    q = q.contiguous()
+    per = 8 // bits
+    packed = torch.zeros((q.shape[0], q.shape[1] // per), dtype=torch.uint8)
+    hq.pack_on_row_fast_248bit(packed, q, bits)
+    kb = (K + block_size - 1) // block_size
+    return (
+        packed.numpy().reshape(N, kb, block_size * bits // 8),
+        sc.contiguous().numpy().reshape(-1).astype(np.float32),
+        zp.contiguous().numpy().reshape(-1).astype(np.float32),
+    )
 
 
 def quantize_rows_int8(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,10 +343,22 @@ class Engine:
         self.embedding: graphutil.EmbeddingInfo | None = None
         self.embedding_summary: dict | None = None
         self.quantized_weights = 0
+        self.head_summary: dict | None = None
+        self.emb_block = opts.block_size
         if self.opts.precision not in ("int8", "int4"):
             raise QuantizationError(f"unknown precision {self.opts.precision}")
         if self.opts.embedding_bits not in (8, 4):
             raise QuantizationError(f"unsupported embedding bits {self.opts.embedding_bits}")
+        if self.opts.scheme not in ("weight-only", "dynamic"):
+            raise QuantizationError(f"unknown int8 scheme {self.opts.scheme}")
+        if (
+            self.opts.accuracy_level not in range(5)
+            or self.opts.head_accuracy_level not in (None, *range(5))
+            or self.opts.gated_accuracy_level not in (None, *range(5))
+        ):
+            raise QuantizationError("accuracy level must be 0..4")
+        if self.opts.head_bits not in (None, 8, 4) or self.opts.algorithm not in ("rtn", "hqq"):
+            raise QuantizationError("head bits must be 8 or 4; algorithm rtn or hqq")
         if self.opset < 11:
             raise QuantizationError(
                 f"model opset {self.opset} is too old for quantization (needs >= 11)", {"opset": self.opset}
@@ -292,6 +381,12 @@ class Engine:
 
     def plan(self) -> onnx.ModelProto:
         """Build the output graph and the list of tensor jobs."""
+        new_nodes = self._rewrite_weight_only() if self.opts.weight_only else self._rewrite_dynamic()
+        return self._assemble(new_nodes)
+
+    def _rewrite_dynamic(self) -> list[onnx.NodeProto]:
+        """int8 dynamic scheme: DynamicQuantizeLinear + MatMulInteger (embedding-split: a
+        per-row int8 table shared by the Gather and the tied head)."""
         src = self.src
         gi = self.gi
         opts = self.opts
@@ -375,66 +470,24 @@ class Engine:
                 if w not in qweights:
                     qweights[w] = self._plan_weight_job(w)
                 names = qweights[w]
-                if opts.precision == "int8":
-                    int8_matmul(n, *names)
-                else:
-                    bq, bsc, bzp = names
-                    t = gi.inits[w]
-                    K, N = int(t.dims[0]), int(t.dims[1])
-                    new_nodes.append(
-                        self._node(
-                            "MatMulNBits",
-                            [n.input[0], bq, bsc, bzp],
-                            [out0],
-                            (n.name or out0) + "_Q4",
-                            domain=MS_DOMAIN,
-                            K=K,
-                            N=N,
-                            bits=4,
-                            block_size=opts.block_size,
-                        )
-                    )
+                int8_matmul(n, *names)
                 continue
             if out0 in tied_nodes and tied_nodes[out0] is n:
-                names = embedding_tensors()
-                if opts.embedding_bits == 8:
-                    table, scales = names
-                    zp0 = self._const("embedding_zero_point", np.array(0, dtype=np.int8))
-                    int8_matmul(n, table, scales, zp0)
-                else:
-                    table, scales3 = names
-                    V, H = emb.vocab, emb.hidden
-                    kb = H // self.emb_block
-                    s2 = self.names.fresh(scales3 + "_2d")
-                    new_nodes.append(
-                        self._node(
-                            "Reshape",
-                            [scales3, self._const("embedding_scales_2d_shape", np.array([V, kb], np.int64))],
-                            [s2],
-                            "embedding_scales_2d",
-                        )
-                    )
-                    new_nodes.append(
-                        self._node(
-                            "MatMulNBits",
-                            [n.input[0], table, s2],
-                            [out0],
-                            (n.name or out0) + "_Q4",
-                            domain=MS_DOMAIN,
-                            K=H,
-                            N=V,
-                            bits=4,
-                            block_size=self.emb_block,
-                        )
-                    )
+                table, scales = embedding_tensors()
+                zp0 = self._const("embedding_zero_point", np.array(0, dtype=np.int8))
+                int8_matmul(n, table, scales, zp0)
                 continue
             if out0 in gather_nodes and gather_nodes[out0] is n:
                 names = embedding_tensors()
                 new_nodes.extend(self._embedding_gather_nodes(n, names))
                 continue
             new_nodes.append(n)
+        self.quantized_weights = len(qweights)
+        return new_nodes
 
-        # assemble the output model (initializers are filled in by the jobs)
+    def _assemble(self, new_nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
+        """The output model around the rewritten nodes (initializers are filled in by the jobs)."""
+        src = self.src
         model = onnx.ModelProto()  # built fresh: the source is never deep-copied
         for fld in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
             if src.HasField(fld):
@@ -471,76 +524,223 @@ class Engine:
         self.jobs = copy_jobs + self.jobs
         for t in self.new_inits_small:
             self.jobs.append(Job(names=[t.name], cost=0, copy_of=t, label=t.name))
-        self.quantized_weights = len(qweights)
         return model
 
-    def _plan_weight_job(self, w: str) -> tuple[str, ...]:
+    # ---- weight-only (MatMulNBits) ---------------------------------------------------
+
+    def _find_embedding_weight_only(self) -> graphutil.EmbeddingInfo | None:
+        """Every weight-only strategy quantizes the token embedding (its table is shared by
+        the Gather and a tied head); only embedding-split insists on finding one."""
+        try:
+            emb = graphutil.find_embedding(self.gi)
+        except graphutil.UnsupportedEmbedding as e:
+            if self.opts.split_embedding:
+                raise QuantizationError(str(e)) from None
+            self.notes.append(f"token embedding left in float: {e}")
+            return None
+        if emb is None and self.opts.split_embedding:
+            raise QuantizationError(
+                "embedding-split: no token-embedding Gather found (a Gather on a 2-D float "
+                "initializer whose indices come from a graph input such as input_ids)"
+            )
+        return emb
+
+    def _head_outputs(self) -> set[str]:
+        """Outputs of MatMuls that produce a graph output (through layout-only ops): the LM head."""
+        gi = self.gi
+        heads: set[str] = set()
+        for n in self.src.graph.node:
+            if n.op_type not in ("MatMul", "FusedMatMul") or not n.output:
+                continue
+            name, hops = n.output[0], 0
+            while hops < 4:
+                if name in gi.graph_outputs:
+                    heads.add(n.output[0])
+                    break
+                users = gi.consumers.get(name, [])
+                if len(users) != 1 or users[0][0].op_type not in graphutil.PASS_THROUGH_OPS:
+                    break
+                name = users[0][0].output[0]
+                hops += 1
+        return heads
+
+    def _gated_inputs(self) -> set[str]:
+        """Activations made by a Mul of two non-constant tensors (silu(gate) * up in a gated
+        MLP): the MatMuls reading them are the down projections. Found by structure, not name."""
+        gi = self.gi
+        out: set[str] = set()
+        for n in self.src.graph.node:
+            if n.op_type == "Mul" and n.domain in ("", "ai.onnx") and len(n.input) == 2 and n.output:
+                if all(i not in gi.inits and gi.trace_const(i) is None for i in n.input):
+                    out.add(n.output[0])
+        return out
+
+    def _mnb_node(self, x: str, out: str, names: tuple[str, ...], K: int, N: int, bits: int, block: int,
+                  level: int, base: str) -> onnx.NodeProto:
+        inputs = [x, names[0], names[1]] + ([names[2]] if len(names) > 2 and names[2] else [])
+        attrs = dict(K=K, N=N, bits=bits, block_size=block)
+        if level:
+            attrs["accuracy_level"] = level
+        return self._node("MatMulNBits", inputs, [out], base + f"_Q{bits}", domain=MS_DOMAIN, **attrs)
+
+    def _rewrite_weight_only(self) -> list[onnx.NodeProto]:
+        src, gi, opts = self.src, self.gi, self.opts
+        emb = self._find_embedding_weight_only()
+        self.embedding = emb
+        heads = self._head_outputs()
+        gated = self._gated_inputs() if opts.gated_accuracy_level is not None or opts.gated_bits else set()
+        bs = opts.block_size
+        body_bits = opts.body_bits
+        head_bits = opts.head_bits or 8  # the LM head stays at 8 bits unless asked (int4: mixed precision)
+        head_level = opts.accuracy_level if opts.head_accuracy_level is None else opts.head_accuracy_level
+        tied_nodes: dict[str, onnx.NodeProto] = {}
+        drop_nodes: set[int] = set()
+        gather_nodes: dict[str, onnx.NodeProto] = {}
+        if emb is not None:
+            for mm, tr in emb.tied_heads:
+                tied_nodes[mm.output[0]] = mm
+                if tr is not None:
+                    drop_nodes.add(id(tr))
+            for g in emb.gathers:
+                gather_nodes[g.output[0]] = g
+        qweights: dict[tuple[str, bool, int], tuple[str, ...]] = {}
+        emb_names: tuple[str, ...] | None = None
+        new_nodes: list[onnx.NodeProto] = []
+
+        def weight_of(n: onnx.NodeProto) -> tuple[str, bool, onnx.NodeProto | None] | None:
+            """(initializer [K, N] or [N, K], transposed?, the Transpose to drop) behind B."""
+            if n.domain in ("", "ai.onnx") and n.op_type == "MatMul" and len(n.input) == 2:
+                w = n.input[1]
+                if w in gi.inits:
+                    return w, False, None
+                p = gi.producer.get(w)
+                if p is not None and p.op_type == "Transpose" and p.domain in ("", "ai.onnx") and p.input[0] in gi.inits:
+                    perm = next((list(a.ints) for a in p.attribute if a.name == "perm"), [1, 0])
+                    users = gi.consumers.get(w, [])
+                    if perm == [1, 0] and all(u.op_type == "MatMul" and i == 1 for u, i in users) and w not in gi.graph_outputs:
+                        return p.input[0], True, p
+                return None
+            if graphutil.fused_matmul_const_b(n, gi) is not None:
+                return n.input[1], graphutil.fused_matmul_const_b(n, gi), None
+            return None
+
+        # the transposes feeding quantized MatMuls are dropped: find them before emitting
+        plan_w: dict[str, tuple[str, bool]] = {}
+        for n in src.graph.node:
+            if not n.output or n.output[0] in tied_nodes:
+                continue
+            wt = weight_of(n)
+            if wt is None:
+                continue
+            t = gi.inits[wt[0]]
+            if t.data_type != TensorProto.FLOAT:
+                continue
+            if len(t.dims) != 2:
+                self.notes.append(f"MatMul {n.name or n.output[0]!r}: weight {wt[0]!r} is rank {len(t.dims)}; left in float")
+                continue
+            plan_w[n.output[0]] = (wt[0], wt[1])
+            if wt[2] is not None:
+                drop_nodes.add(id(wt[2]))
+
+        for n in src.graph.node:
+            if id(n) in drop_nodes:
+                continue
+            out0 = n.output[0] if n.output else ""
+            base = n.name or out0
+            is_head = out0 in heads
+            level = head_level if is_head else opts.accuracy_level
+            is_gated = not is_head and bool(n.input) and n.input[0] in gated
+            if is_gated and opts.gated_accuracy_level is not None:
+                level = opts.gated_accuracy_level
+            if out0 in tied_nodes and tied_nodes[out0] is n:
+                if emb_names is None:
+                    emb_names = self._plan_block_embedding_job(emb)
+                table, _scales3, scales2 = emb_names
+                new_nodes.append(self._mnb_node(n.input[0], out0, (table, scales2), emb.hidden, emb.vocab,
+                                                opts.embedding_bits, self.emb_block, level if is_head else opts.accuracy_level, base))
+                continue
+            if out0 in gather_nodes and gather_nodes[out0] is n:
+                if emb_names is None:
+                    emb_names = self._plan_block_embedding_job(emb)
+                new_nodes.extend(self._gbq_gather_nodes(n, emb_names))
+                continue
+            if out0 in plan_w:
+                w, transposed = plan_w[out0]
+                bits = head_bits if is_head else (opts.gated_bits or body_bits) if is_gated else body_bits
+                key = (w, transposed, bits)
+                if key not in qweights:
+                    qweights[key] = self._plan_block_weight_job(w, transposed, bits, is_head)
+                t = gi.inits[w]
+                K, N = (int(t.dims[1]), int(t.dims[0])) if transposed else (int(t.dims[0]), int(t.dims[1]))
+                new_nodes.append(self._mnb_node(n.input[0], out0, qweights[key], K, N, bits, bs, level, base))
+                continue
+            new_nodes.append(n)
+        self.quantized_weights = len(qweights) + (1 if emb_names else 0)
+        self.head_summary = {
+            "outputs": sorted(heads),
+            "tied": bool(emb is not None and emb.tied_heads),
+            "bits": opts.embedding_bits if emb is not None and emb.tied_heads else head_bits,
+            "accuracyLevel": head_level,
+            "quantized": bool(heads) and all(h in plan_w or h in tied_nodes for h in heads),
+        }
+        return new_nodes
+
+    def _plan_block_weight_job(self, w: str, transposed: bool, bits: int, is_head: bool) -> tuple[str, ...]:
+        """MatMulNBits tensors of one weight: packed [N, kb, bs*bits/8] uint8, scales [N, kb]
+        and, for asymmetric blocks, zero points."""
         t = self.gi.inits[w]
         opts = self.opts
-        if opts.precision == "int8":
-            q, s, z = (self.names.fresh(w + sfx) for sfx in ("_quantized", "_scale", "_zero_point"))
+        bs = opts.block_size
+        # 8-bit blocks are symmetric (the body and the head alike); 4-bit follows the option
+        symmetric = True if bits == 8 else opts.symmetric
+        algorithm = opts.algorithm if bits == 4 else "rtn"
+        q, s = (self.names.fresh(w + sfx) for sfx in (f"{'_T' if transposed else ''}_Q{bits}", "_scales"))
+        z = self.names.fresh(w + "_zero_points") if not symmetric or algorithm == "hqq" else ""
+        rows, cols = int(t.dims[0]), int(t.dims[1])
 
-            def fn(t=t, q=q, s=s, z=z):
-                shape = (int(t.dims[0]), int(t.dims[1]))
-                qa, sa, za = quantize_int8_ort_chunks(
-                    lambda: self.reader.iter_rows(t, ROW_CHUNK_BYTES), shape, opts.per_channel
+        def fn():
+            if algorithm == "hqq":
+                w_kn = self.reader.read_array(t).astype(np.float32, copy=False)
+                pk, sc, zp = quantize_hqq(w_kn.T if transposed else w_kn, bs, bits)
+            elif transposed:  # t is [N, K]
+                pk, sc, zp = quantize_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (rows, cols), bs, bits, symmetric)
+            else:
+                pk, sc, zp = quantize_blocks_chunks(
+                    self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs), (rows, cols), bs, bits, symmetric
                 )
-                return {q: qa, s: sa, z: za}
+            out = {q: pk, s: sc}
+            if z:
+                out[z] = zp
+            return out
 
-            self.jobs.append(Job(names=[q, s, z], cost=tensor_nbytes(t), fn=fn, label=w))
-            return q, s, z
-        q, s, z = (self.names.fresh(w + sfx) for sfx in ("_Q4", "_scales", "_zero_points"))
+        self.jobs.append(Job(names=[q, s] + ([z] if z else []), cost=tensor_nbytes(t), fn=fn, label=w))
+        return (q, s, z) if z else (q, s)
 
-        def fn4(t=t, q=q, s=s, z=z):
-            shape = (int(t.dims[0]), int(t.dims[1]))
-            bs = opts.block_size
-            pk, sc, zp = quantize_int4_blocks_chunks(
-                self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs), shape, bs, symmetric=False
-            )
-            return {q: pk, s: sc, z: zp}
-
-        self.jobs.append(Job(names=[q, s, z], cost=tensor_nbytes(t), fn=fn4, label=w))
-        return q, s, z
-
-    def _plan_embedding_job(self) -> tuple[str, ...]:
-        emb = self.embedding
-        assert emb is not None
+    def _plan_block_embedding_job(self, emb: graphutil.EmbeddingInfo) -> tuple[str, str, str]:
+        """The token table as symmetric blocks along hidden: [V, kb, bs*bits/8] uint8, read by
+        GatherBlockQuantized and, when tied, by the head's MatMulNBits (the same bytes: E's
+        rows are E^T's columns)."""
         t = self.gi.inits[emb.table]
         V, H = emb.vocab, emb.hidden
-        if self.opts.embedding_bits == 8:
-            table = self.names.fresh(emb.table + "_int8_T")
-            scales = self.names.fresh(emb.table + "_row_scales")
-
-            def fn():
-                qT, sc = quantize_rows_int8_chunks(lambda: self.reader.iter_rows(t, ROW_CHUNK_BYTES), (V, H))
-                return {table: qT, scales: sc}
-
-            self.jobs.append(Job(names=[table, scales], cost=tensor_nbytes(t), fn=fn, label=emb.table))
-            self.embedding_summary = {
-                "table": emb.table,
-                "vocab": V,
-                "hidden": H,
-                "tied": bool(emb.tied_heads),
-                "gathers": len(emb.gathers),
-                "tiedHeads": len(emb.tied_heads),
-                "quantizedTable": table,
-                "layout": "int8 [hidden, vocab] (transposed), symmetric per-token scales [vocab]",
-                "scales": scales,
-            }
-            return table, scales
+        bits = self.opts.embedding_bits
         bs = embedding_block_size(H, self.opts.block_size)
         self.emb_block = bs
         if bs != self.opts.block_size:
             self.notes.append(f"embedding block size {bs} (hidden {H} is not a multiple of {self.opts.block_size})")
         kb = H // bs
-        table = self.names.fresh(emb.table + "_Q4")
+        table = self.names.fresh(emb.table + f"_Q{bits}")
         scales3 = self.names.fresh(emb.table + "_scales")
+        scales2 = self.names.fresh(emb.table + "_scales_2d") if emb.tied_heads else ""
 
-        def fn4():
-            pk, sc = quantize_int4_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (V, H), bs)
-            return {table: pk, scales3: sc.reshape(V, kb, 1)}
+        def fn():
+            pk, sc, _zp = quantize_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (V, H), bs, bits, True)
+            out = {table: pk, scales3: sc.reshape(V, kb, 1)}
+            if scales2:
+                out[scales2] = sc
+            return out
 
-        self.jobs.append(Job(names=[table, scales3], cost=tensor_nbytes(t), fn=fn4, label=emb.table))
+        self.jobs.append(Job(names=[table, scales3] + ([scales2] if scales2 else []), cost=tensor_nbytes(t), fn=fn,
+                             label=emb.table))
         self.embedding_summary = {
             "table": emb.table,
             "vocab": V,
@@ -549,11 +749,72 @@ class Engine:
             "gathers": len(emb.gathers),
             "tiedHeads": len(emb.tied_heads),
             "quantizedTable": table,
-            "layout": f"uint8 [vocab, {kb}, {bs // 2}] symmetric 4-bit blocks of {bs} (MatMulNBits layout), scales [vocab, {kb}, 1]",
+            "bits": bits,
+            "layout": f"uint8 [vocab, {kb}, {bs * bits // 8}] symmetric {bits}-bit blocks of {bs} (MatMulNBits layout), "
+            f"scales [vocab, {kb}, 1]",
             "scales": scales3,
             "blockSize": bs,
         }
-        return table, scales3
+        return table, scales3, scales2
+
+    def _gbq_gather_nodes(self, n: onnx.NodeProto, names: tuple[str, ...]) -> list[onnx.NodeProto]:
+        emb = self.embedding
+        assert emb is not None
+        table, scales3 = names[0], names[1]
+        ids, out = n.input[1], n.output[0]
+        base = n.name or out
+        ids_shape = self.names.fresh(base + "_ids_shape")
+        out_shape = self.names.fresh(base + "_out_shape")
+        g = self.names.fresh(base + "_gbq")
+        return [
+            self._node("Shape", [ids], [ids_shape], base + "_ids_shape"),
+            self._node("Concat", [ids_shape, self._const(base + "_hidden", np.array([emb.hidden], np.int64))],
+                       [out_shape], base + "_out_shape", axis=0),
+            self._node("GatherBlockQuantized", [table, ids, scales3], [g], base + f"_Q{self.opts.embedding_bits}",
+                       domain=MS_DOMAIN, bits=self.opts.embedding_bits, block_size=self.emb_block, gather_axis=0,
+                       quantize_axis=2),
+            self._node("Reshape", [g, out_shape], [out], base + "_reshape"),
+        ]
+
+    def _plan_weight_job(self, w: str) -> tuple[str, ...]:
+        """Dynamic int8 tensors of one weight (onnxruntime's numerics)."""
+        t = self.gi.inits[w]
+        opts = self.opts
+        q, s, z = (self.names.fresh(w + sfx) for sfx in ("_quantized", "_scale", "_zero_point"))
+
+        def fn(t=t, q=q, s=s, z=z):
+            shape = (int(t.dims[0]), int(t.dims[1]))
+            qa, sa, za = quantize_int8_ort_chunks(lambda: self.reader.iter_rows(t, ROW_CHUNK_BYTES), shape, opts.per_channel)
+            return {q: qa, s: sa, z: za}
+
+        self.jobs.append(Job(names=[q, s, z], cost=tensor_nbytes(t), fn=fn, label=w))
+        return q, s, z
+
+    def _plan_embedding_job(self) -> tuple[str, ...]:
+        emb = self.embedding
+        assert emb is not None
+        t = self.gi.inits[emb.table]
+        V, H = emb.vocab, emb.hidden
+        table = self.names.fresh(emb.table + "_int8_T")
+        scales = self.names.fresh(emb.table + "_row_scales")
+
+        def fn():
+            qT, sc = quantize_rows_int8_chunks(lambda: self.reader.iter_rows(t, ROW_CHUNK_BYTES), (V, H))
+            return {table: qT, scales: sc}
+
+        self.jobs.append(Job(names=[table, scales], cost=tensor_nbytes(t), fn=fn, label=emb.table))
+        self.embedding_summary = {
+            "table": emb.table,
+            "vocab": V,
+            "hidden": H,
+            "tied": bool(emb.tied_heads),
+            "gathers": len(emb.gathers),
+            "tiedHeads": len(emb.tied_heads),
+            "quantizedTable": table,
+            "layout": "int8 [hidden, vocab] (transposed), symmetric per-token scales [vocab]",
+            "scales": scales,
+        }
+        return table, scales
 
     def _embedding_gather_nodes(self, n: onnx.NodeProto, names: tuple[str, ...]) -> list[onnx.NodeProto]:
         emb = self.embedding
@@ -575,42 +836,24 @@ class Engine:
                 axis=0,
             )
         )
-        if self.opts.embedding_bits == 8:
-            table, scales = names
-            flat = self.names.fresh(base + "_ids_flat")
-            nodes.append(
-                self._node("Reshape", [ids, self._const(base + "_minus1", np.array([-1], np.int64))], [flat], base + "_ids_flat")
-            )
-            rows_t = self.names.fresh(base + "_rows_int8_T")
-            nodes.append(self._node("Gather", [table, flat], [rows_t], base + "_gather_int8", axis=1))
-            rows = self.names.fresh(base + "_rows_int8")
-            nodes.append(self._node("Transpose", [rows_t], [rows], base + "_rows_transpose", perm=[1, 0]))
-            rows_f = self.names.fresh(base + "_rows_float")
-            nodes.append(self._node("Cast", [rows], [rows_f], base + "_rows_cast", to=TensorProto.FLOAT))
-            sc = self.names.fresh(base + "_row_scales")
-            nodes.append(self._node("Gather", [scales, flat], [sc], base + "_gather_scales", axis=0))
-            sc2 = self.names.fresh(base + "_row_scales_2d")
-            nodes.append(self._unsqueeze(sc, 1, sc2, base + "_row_scales_2d"))
-            deq = self.names.fresh(base + "_rows_dequant")
-            nodes.append(self._node("Mul", [rows_f, sc2], [deq], base + "_rows_dequant"))
-            nodes.append(self._node("Reshape", [deq, out_shape], [out], base + "_reshape"))
-        else:
-            table, scales3 = names
-            g = self.names.fresh(base + "_gbq")
-            nodes.append(
-                self._node(
-                    "GatherBlockQuantized",
-                    [table, ids, scales3],
-                    [g],
-                    base + "_Q4",
-                    domain=MS_DOMAIN,
-                    bits=4,
-                    block_size=self.emb_block,
-                    gather_axis=0,
-                    quantize_axis=2,
-                )
-            )
-            nodes.append(self._node("Reshape", [g, out_shape], [out], base + "_reshape"))
+        table, scales = names
+        flat = self.names.fresh(base + "_ids_flat")
+        nodes.append(
+            self._node("Reshape", [ids, self._const(base + "_minus1", np.array([-1], np.int64))], [flat], base + "_ids_flat")
+        )
+        rows_t = self.names.fresh(base + "_rows_int8_T")
+        nodes.append(self._node("Gather", [table, flat], [rows_t], base + "_gather_int8", axis=1))
+        rows = self.names.fresh(base + "_rows_int8")
+        nodes.append(self._node("Transpose", [rows_t], [rows], base + "_rows_transpose", perm=[1, 0]))
+        rows_f = self.names.fresh(base + "_rows_float")
+        nodes.append(self._node("Cast", [rows], [rows_f], base + "_rows_cast", to=TensorProto.FLOAT))
+        sc = self.names.fresh(base + "_row_scales")
+        nodes.append(self._node("Gather", [scales, flat], [sc], base + "_gather_scales", axis=0))
+        sc2 = self.names.fresh(base + "_row_scales_2d")
+        nodes.append(self._unsqueeze(sc, 1, sc2, base + "_row_scales_2d"))
+        deq = self.names.fresh(base + "_rows_dequant")
+        nodes.append(self._node("Mul", [rows_f, sc2], [deq], base + "_rows_dequant"))
+        nodes.append(self._node("Reshape", [deq, out_shape], [out], base + "_reshape"))
         return nodes
 
     # ---- execution -----------------------------------------------------------------
@@ -670,6 +913,7 @@ class Engine:
             notes=self.notes,
             embedding=self.embedding_summary,
             quantized_weights=self.quantized_weights,
+            head=self.head_summary,
         )
 
     def _emit_array(self, name: str, arr: np.ndarray, writer: DataFileWriter) -> TensorProto:
@@ -702,29 +946,9 @@ class Engine:
         return t
 
 
-def quantize_int4_blocks_rows(chunks, shape: tuple[int, int], block_size: int):
-    """Symmetric 4-bit blocks of a [V, H] table (delivered as row chunks) in MatMulNBits
-    layout for N=V, K=H, i.e. the layout of E^T as a MatMul weight."""
-    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
-
-    V, H = shape
-    kb = (H + block_size - 1) // block_size
-    blob = block_size // 2
-    packed = np.zeros((V, kb, blob), dtype=np.uint8)
-    scales = np.zeros((V, kb), dtype=np.float32)
-    for c0, c1, big in chunks:
-        w = np.ascontiguousarray(big.T, dtype=np.float32)  # [K=H, N=c1-c0]
-        n = c1 - c0
-        pk = np.zeros((n, kb, blob), dtype=np.uint8)
-        sc = np.zeros((n, kb), dtype=np.float32)
-        zp = np.zeros((n, (kb + 1) // 2), dtype=np.uint8)
-        quantize_matmul_4bits(pk, w, sc, zp, block_size, n, H, True)
-        packed[c0:c1], scales[c0:c1] = pk, sc
-        del w
-    return packed, scales
-
-
-def estimate_direct_bytes(scanned: ScannedModel, precision: str, block_size: int, stock_int8: bool) -> int:
+def estimate_direct_bytes(
+    scanned: ScannedModel, precision: str, block_size: int, stock_int8: bool, weight_only: bool = False
+) -> int:
     """Rough serialized size of a single-file output (used to fail fast)."""
     model = scanned.model
     gi = graphutil.GraphIndex.build(model)
@@ -748,7 +972,14 @@ def estimate_direct_bytes(scanned: ScannedModel, precision: str, block_size: int
         if precision == "int8" and not stock_int8 and len(t.dims) != 2:
             continue
         n_el = numel(t)
-        if precision == "int8":
+        if weight_only:
+            if n.op_type != "MatMul" or len(t.dims) != 2:
+                continue
+            K, N = int(t.dims[0]), int(t.dims[1])
+            kb = (K + block_size - 1) // block_size
+            bits = 8 if precision == "int8" else 4
+            q = N * kb * (block_size * bits // 8) + N * kb * 4 + (0 if bits == 8 else N * ((kb + 1) // 2)) + 64
+        elif precision == "int8":
             q = n_el + 64
         else:
             K, N = int(t.dims[0]), int(t.dims[1])

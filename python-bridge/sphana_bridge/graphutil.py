@@ -133,6 +133,12 @@ def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
     """MatMul / Gemm nodes whose B input is a float constant (directly or via pass-through ops)."""
     found = []
     for n in gi.model.graph.node:
+        if n.domain == "com.microsoft" and n.op_type == "FusedMatMul" and len(n.input) == 2:
+            tr = gi.trace_const(n.input[1])
+            t = gi.inits.get(tr[0]) if tr else None
+            if tr is not None and (t is None or is_float_init(t)):
+                found.append(ConstMatMul(node=n, weight=tr[0], via=[p.op_type for p in tr[1]]))
+            continue
         if n.domain not in ("", "ai.onnx") or n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2:
             continue
         tr = gi.trace_const(n.input[1])
@@ -219,6 +225,9 @@ def find_embedding(gi: GraphIndex) -> EmbeddingInfo | None:
             if axis == 0:
                 gathers.append(consumer)
                 continue
+        if idx == 1 and fused_matmul_const_b(consumer, gi) is True:
+            tied.append((consumer, None))  # com.microsoft.FusedMatMul(transB=1): a fused tied head
+            continue
         if consumer.op_type == "Transpose" and idx == 0:
             perm = next((list(a.ints) for a in consumer.attribute if a.name == "perm"), [1, 0])
             if perm == [1, 0]:
@@ -241,6 +250,19 @@ def find_embedding(gi: GraphIndex) -> EmbeddingInfo | None:
         vocab=int(t.dims[0]),
         hidden=int(t.dims[1]),
     )
+
+
+def fused_matmul_const_b(n: onnx.NodeProto, gi: GraphIndex) -> bool | None:
+    """For a com.microsoft.FusedMatMul whose B is an initializer and that is a plain
+    A @ B or A @ B^T (alpha 1, no transA / batch transposes): transB. Otherwise None."""
+    if n.domain != "com.microsoft" or n.op_type != "FusedMatMul" or len(n.input) != 2 or n.input[1] not in gi.inits:
+        return None
+    at = {a.name: a for a in n.attribute}
+    if any(k in at and at[k].i for k in ("transA", "transBatchA", "transBatchB")):
+        return None
+    if "alpha" in at and at["alpha"].f != 1.0:
+        return None
+    return bool("transB" in at and at["transB"].i)
 
 
 class UnsupportedEmbedding(Exception):

@@ -36,7 +36,16 @@ ALLOWED_KEYS = {
     "blockSize",
     "embeddingBits",
     "int8Engine",
+    "int8Scheme",
+    "accuracyLevel",
+    "headAccuracyLevel",
+    "gatedAccuracyLevel",
+    "gatedBits",
+    "headBits",
+    "symmetric",
+    "algorithm",
 }
+INT8_SCHEMES = ("weight-only", "dynamic")
 PROTOBUF_HARD_LIMIT = 2**31 - 1  # a serialized ModelProto can never reach 2 GiB
 
 log = logging.getLogger("sphana_bridge.quantize")
@@ -56,6 +65,18 @@ class QuantizeRequest:
     embedding_bits_given: bool = False
     int8_engine: str = "ort"
     int8_engine_given: bool = False
+    int8_scheme: str = "weight-only"
+    accuracy_level: int = 4
+    head_accuracy_level: int | None = None
+    gated_accuracy_level: int | None = None
+    gated_bits: int | None = None
+    head_bits: int | None = None
+    symmetric: bool = False
+    algorithm: str = "rtn"
+
+    @property
+    def weight_only(self) -> bool:
+        return self.precision == "int4" or self.int8_scheme == "weight-only"
 
 
 def _is_int(v: Any) -> bool:
@@ -94,6 +115,30 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
     int8_engine = req.get("int8Engine", "ort")
     if int8_engine not in ("ort", "streaming"):
         raise BadRequest("int8Engine must be 'ort' or 'streaming'", {"field": "int8Engine"})
+    scheme = req.get("int8Scheme", "weight-only")
+    if scheme not in INT8_SCHEMES:
+        raise BadRequest(f"int8Scheme must be one of {', '.join(INT8_SCHEMES)}", {"field": "int8Scheme"})
+    level = req.get("accuracyLevel", 4)
+    if not _is_int(level) or not 0 <= level <= 4:
+        raise BadRequest("accuracyLevel must be an integer 0..4", {"field": "accuracyLevel"})
+    head_level = req.get("headAccuracyLevel")
+    if head_level is not None and (not _is_int(head_level) or not 0 <= head_level <= 4):
+        raise BadRequest("headAccuracyLevel must be an integer 0..4", {"field": "headAccuracyLevel"})
+    gated_level = req.get("gatedAccuracyLevel")
+    if gated_level is not None and (not _is_int(gated_level) or not 0 <= gated_level <= 4):
+        raise BadRequest("gatedAccuracyLevel must be an integer 0..4", {"field": "gatedAccuracyLevel"})
+    gated_bits = req.get("gatedBits")
+    if gated_bits is not None and (gated_bits not in (8, 4) or isinstance(gated_bits, bool)):
+        raise BadRequest("gatedBits must be 8 or 4", {"field": "gatedBits"})
+    head_bits = req.get("headBits")
+    if head_bits is not None and (head_bits not in (8, 4) or isinstance(head_bits, bool)):
+        raise BadRequest("headBits must be 8 or 4", {"field": "headBits"})
+    symmetric = req.get("symmetric", False)
+    if not isinstance(symmetric, bool):
+        raise BadRequest("symmetric must be a boolean", {"field": "symmetric"})
+    algorithm = req.get("algorithm", "rtn")
+    if algorithm not in ("rtn", "hqq"):
+        raise BadRequest("algorithm must be 'rtn' or 'hqq'", {"field": "algorithm"})
     inp = os.path.abspath(req["input"])
     out = os.path.abspath(req["output"])
     if not out.endswith(".onnx"):
@@ -117,6 +162,14 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
         embedding_bits_given="embeddingBits" in req,
         int8_engine=int8_engine,
         int8_engine_given="int8Engine" in req,
+        int8_scheme=scheme,
+        accuracy_level=level,
+        head_accuracy_level=head_level,
+        gated_accuracy_level=gated_level,
+        gated_bits=gated_bits,
+        head_bits=head_bits,
+        symmetric=symmetric,
+        algorithm=algorithm,
     )
 
 
@@ -153,12 +206,14 @@ def run_quantize(request: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         f"{scanned.total_bytes()} bytes on disk",
     )
     notes: list[str] = []
-    if req.precision == "int8" and req.block_size_given:
-        notes.append("blockSize is only used for int4; ignored for int8")
+    if req.precision == "int8" and req.block_size_given and not req.weight_only:
+        notes.append("blockSize is only used by weight-only schemes; ignored for dynamic int8")
     if req.embedding_bits_given and req.strategy != "embedding-split":
         notes.append("embeddingBits only applies to embedding-split; ignored")
-    if req.int8_engine_given and not (req.precision == "int8" and req.strategy != "embedding-split"):
-        notes.append("int8Engine only applies to int8 direct/external-data; ignored")
+    if req.int8_engine_given and not (req.precision == "int8" and not req.weight_only and req.strategy != "embedding-split"):
+        notes.append("int8Engine only applies to the dynamic int8 scheme's direct/external-data; ignored")
+    if req.embedding_bits_given and req.weight_only:
+        notes = [n for n in notes if not n.startswith("embeddingBits")]
     if req.precision == "int4" and req.per_channel:
         notes.append("perChannel is ignored for int4 (block-wise quantization)")
 
@@ -175,7 +230,7 @@ def run_quantize(request: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
 
     ok = False
     try:
-        if req.precision == "int8" and req.strategy != "embedding-split" and req.int8_engine == "ort":
+        if req.precision == "int8" and not req.weight_only and req.strategy != "embedding-split" and req.int8_engine == "ort":
             data = _run_stock_int8(scanned, req, staging, emitter, notes)
         else:
             data = _run_engine(scanned, req, staging, emitter, notes)
@@ -230,7 +285,11 @@ def _precheck_direct(scanned: ScannedModel, req: QuantizeRequest, emitter: Emitt
             },
         )
     est = estimate_direct_bytes(
-        scanned, req.precision, req.block_size, stock_int8=req.precision == "int8" and req.int8_engine == "ort"
+        scanned,
+        req.precision,
+        req.block_size,
+        stock_int8=req.precision == "int8" and req.int8_engine == "ort" and not req.weight_only,
+        weight_only=req.weight_only,
     )
     emitter.progress("estimate", None, f"estimated single-file output {est} bytes (limit {limit})")
     if est > limit:
@@ -360,6 +419,14 @@ def _run_engine(
         embedding_bits=req.embedding_bits,
         output_mode=mode,
         proto_limit=min(req.proto_limit, PROTOBUF_HARD_LIMIT),
+        scheme="weight-only" if req.weight_only else "dynamic",
+        accuracy_level=req.accuracy_level,
+        head_accuracy_level=req.head_accuracy_level,
+        gated_accuracy_level=req.gated_accuracy_level,
+        gated_bits=req.gated_bits,
+        head_bits=req.head_bits,
+        symmetric=req.symmetric,
+        algorithm=req.algorithm,
     )
     engine = Engine(scanned, opts, emitter.progress)
     emitter.progress("analyze", None, "planning graph rewrite")
@@ -368,7 +435,18 @@ def _run_engine(
     emitter.progress("verify", None, "checking the written model")
     out_scan = scan_model(staging.onnx_path)
     notes.extend(result.notes)
-    if req.precision == "int8":
+    settings = _settings(req)
+    if req.weight_only:
+        head = result.head or {}
+        notes.append(
+            f"{req.precision} weight-only: com.microsoft.MatMulNBits bits={8 if req.precision == 'int8' else 4}, "
+            f"blocks of {req.block_size} along K "
+            f"({'symmetric' if req.precision == 'int8' or req.symmetric else 'asymmetric (zero points)'}, "
+            f"{'HQQ' if req.algorithm == 'hqq' and req.precision == 'int4' else 'onnxruntime block quantizer'}), "
+            f"accuracy_level {req.accuracy_level}; LM head {'quantized' if head.get('quantized') else 'NOT quantized'} "
+            f"({head.get('bits')}-bit, level {head.get('accuracyLevel')}{', tied' if head.get('tied') else ''})"
+        )
+    elif req.precision == "int8":
         notes.append(
             "int8: onnxruntime dynamic-quantization numerics and node pattern "
             "(DynamicQuantizeLinear + MatMulInteger), applied tensor by tensor (streaming engine)"
@@ -400,4 +478,28 @@ def _run_engine(
         "floatConstMatMuls": left,
         "engine": "sphana-streaming",
         "embedding": result.embedding,
+        "scheme": settings["scheme"],
+        "settings": settings,
+        "head": result.head,
     }
+
+
+def _settings(req: QuantizeRequest) -> dict[str, Any]:
+    """The quantization settings as the manifest records them."""
+    if not req.weight_only:
+        return {"scheme": "dynamic", "perChannel": req.per_channel, "embeddingBits": 8}
+    out: dict[str, Any] = {
+        "scheme": "weight-only",
+        "bits": 8 if req.precision == "int8" else 4,
+        "blockSize": req.block_size,
+        "accuracyLevel": req.accuracy_level,
+        "headAccuracyLevel": req.accuracy_level if req.head_accuracy_level is None else req.head_accuracy_level,
+        "embeddingBits": req.embedding_bits,
+    }
+    if req.gated_accuracy_level is not None:
+        out["gatedAccuracyLevel"] = req.gated_accuracy_level
+    if req.gated_bits is not None:
+        out["gatedBits"] = req.gated_bits
+    if req.precision == "int4":
+        out.update(symmetric=req.symmetric, algorithm=req.algorithm, headBits=req.head_bits or 8)
+    return out

@@ -171,7 +171,8 @@ def test_quantization_error_cleans_up(tmp_path):
     # while the same model quantizes fine without the split
     run = run_bridge("quantize", request={"input": str(src), "output": str(out / "q.onnx"),
                                           "strategy": "direct", "precision": "int8"})
-    assert run.data["quantizedOps"] == {"DynamicQuantizeLinear": 1, "MatMulInteger": 1}
+    assert run.data["quantizedOps"] == {"com.microsoft.MatMulNBits": 1}
+    assert any("token embedding" in n or "LM head" in n for n in run.data["notes"]), run.data["notes"]
 
 
 def _run_noisy(request: dict) -> subprocess.CompletedProcess:
@@ -248,8 +249,8 @@ def test_real_protobuf_overflow_is_classified(tmp_path, monkeypatch):
             pass
 
     try:
-        q.run_quantize({"input": str(src), "output": str(out / "q.onnx"), "strategy": "direct", "precision": "int8"},
-                       Emitter(Sink()))
+        q.run_quantize({"input": str(src), "output": str(out / "q.onnx"), "strategy": "direct", "precision": "int8",
+                        "int8Scheme": "dynamic", "int8Engine": "ort"}, Emitter(Sink()))
     except ProtoLimitExceeded as e:
         assert "2GB" in e.message
     else:

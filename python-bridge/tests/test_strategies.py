@@ -15,19 +15,14 @@ BODY = 7 * L  # q k v o gate up down
 DQL_BODY = 4 * L  # one DynamicQuantizeLinear per distinct activation: norm1, ctx, norm2, act
 
 
-def expected_ops(strategy: str, precision: str, tied: bool, embedding_bits: int = 8) -> dict:
+def expected_ops(strategy: str, precision: str, tied: bool, embedding_bits: int = 8, scheme: str = "weight-only") -> dict:
+    if scheme == "weight-only" or precision == "int4":
+        # every strategy: the body, the LM head (tied: on the shared table) and the embedding
+        return {"com.microsoft.MatMulNBits": BODY + 1, "com.microsoft.GatherBlockQuantized": 1}
     if strategy in ("direct", "external-data"):
         n = BODY + (0 if tied else 1)  # a tied head (MatMul via Transpose) is left in float
-        if precision == "int8":
-            return {"DynamicQuantizeLinear": DQL_BODY + (0 if tied else 1), "MatMulInteger": n}
-        return {"com.microsoft.MatMulNBits": n}
-    if precision == "int8":
-        return {"DynamicQuantizeLinear": DQL_BODY + 1, "MatMulInteger": BODY + 1, "Gather(int8)": 1}
-    if embedding_bits == 4:
-        return {"com.microsoft.MatMulNBits": BODY + 1, "com.microsoft.GatherBlockQuantized": 1}
-    if tied:
-        return {"com.microsoft.MatMulNBits": BODY, "DynamicQuantizeLinear": 1, "MatMulInteger": 1, "Gather(int8)": 1}
-    return {"com.microsoft.MatMulNBits": BODY + 1, "Gather(int8)": 1}
+        return {"DynamicQuantizeLinear": DQL_BODY + (0 if tied else 1), "MatMulInteger": n}
+    return {"DynamicQuantizeLinear": DQL_BODY + 1, "MatMulInteger": BODY + 1, "Gather(int8)": 1}
 
 
 def const_float_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -80,27 +75,49 @@ def check_outputs(run, strategy, precision, tied, external=None):
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 @pytest.mark.parametrize("strategy", ["direct", "external-data", "embedding-split"])
 def test_strategy(models, tmp_path, strategy, precision, tied):
+    """The default (weight-only): every strategy quantizes the body, the LM head and the embedding."""
     m = models["tied" if tied else "untied"]
     run = quantize(tmp_path, m["path"], strategy, precision)
     path = check_outputs(run, strategy, precision, tied)
     data = run.data
     assert data["quantizedOps"] == expected_ops(strategy, precision, tied), data["quantizedOps"]
+    assert data["scheme"] == "weight-only" and data["head"]["quantized"] is True and data["head"]["tied"] is tied
 
     out = session(path).run(["logits"], m["feeds"])[0]
     met = logits_metrics(m["ref"], out)
-    RESULTS.append(("tied" if tied else "untied", strategy, precision, "emb8" if strategy == "embedding-split" else "-",
+    RESULTS.append(("tied" if tied else "untied", strategy, precision, "wo-emb8",
+                    met["top1"], met["cos_mean"], met["cos_min"], data["quantizedOps"]))
+    assert met["top1"] >= (0.95 if precision == "int8" else 0.9), met
+    assert met["cos_mean"] >= (0.999 if precision == "int8" else 0.99), met
+
+    model = onnx.load(path)
+    assert const_float_matmuls(model) == []
+    assert data["floatConstMatMuls"] == []
+    check_embedding_table(model, precision, tied)
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("strategy", ["direct", "external-data", "embedding-split"])
+def test_strategy_dynamic_int8(models, tmp_path, strategy, tied):
+    """--int8-scheme dynamic keeps DynamicQuantizeLinear + MatMulInteger."""
+    m = models["tied" if tied else "untied"]
+    run = quantize(tmp_path, m["path"], strategy, "int8", int8Scheme="dynamic")
+    path = check_outputs(run, strategy, "int8", tied)
+    data = run.data
+    assert data["quantizedOps"] == expected_ops(strategy, "int8", tied, scheme="dynamic"), data["quantizedOps"]
+    out = session(path).run(["logits"], m["feeds"])[0]
+    met = logits_metrics(m["ref"], out)
+    RESULTS.append(("tied" if tied else "untied", strategy, "int8", "dynamic",
                     met["top1"], met["cos_mean"], met["cos_min"], data["quantizedOps"]))
     assert met["top1"] >= 0.9, met
     assert met["cos_mean"] >= 0.99, met
-
     model = onnx.load(path)
     left = const_float_matmuls(model)
     if strategy == "embedding-split":
         assert left == [], left
-        assert data["floatConstMatMuls"] == []
-        check_embedding_table(model, precision, tied)
+        check_embedding_table(model, "int8", tied)
     elif tied:
-        # ORT (and MatMulNBits) skip a weight reached through Transpose: reported, not hidden
+        # ORT's dynamic quantizer skips a weight reached through Transpose: reported, not hidden
         assert left == ["lm_head.MatMul"], left
         assert any("left in float" in n and "lm_head.MatMul" in n for n in data["notes"]), data["notes"]
         assert data["floatConstMatMuls"][0]["via"] == ["Transpose"]
@@ -136,6 +153,8 @@ def check_embedding_table(model: onnx.ModelProto, precision: str, tied: bool, em
     else:
         assert users == []
     assert head.op_type in ("Mul", "MatMulNBits")
+    if head.op_type == "MatMulNBits":
+        assert {a.name: a.i for a in head.attribute}["N"] == 512  # the vocabulary
 
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
@@ -174,8 +193,9 @@ def test_embedding_split_over_limit_writes_external_data(models, tmp_path):
 def test_int8_numerics_match_onnxruntime(models, tmp_path, per_channel):
     """The streaming int8 body == onnxruntime.quantize_dynamic, weight by weight."""
     m = models["untied"]
-    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock", perChannel=per_channel)
-    mine = quantize(tmp_path, m["path"], "embedding-split", "int8", name="mine", perChannel=per_channel)
+    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock", perChannel=per_channel, int8Scheme="dynamic")
+    mine = quantize(tmp_path, m["path"], "embedding-split", "int8", name="mine", perChannel=per_channel,
+                    int8Scheme="dynamic")
     a = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(stock.data["files"][0]["path"]).graph.initializer}
     b = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(mine.data["files"][0]["path"]).graph.initializer}
     weights = [k for k in a if k.endswith(".weight_quantized")]
@@ -198,8 +218,9 @@ def test_engine_int8_body_equals_stock_logits(models, tmp_path):
     from sphana_bridge.modelio import scan_model
 
     m = models["untied"]
-    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock2")
-    eng = Engine(scan_model(str(m["path"])), EngineOptions(precision="int8", output_mode="single"), lambda *a: None)
+    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock2", int8Scheme="dynamic")
+    eng = Engine(scan_model(str(m["path"])), EngineOptions(precision="int8", output_mode="single", scheme="dynamic"),
+                 lambda *a: None)
     model = eng.plan()
     out = tmp_path / "engine.onnx"
     eng.execute(model, str(tmp_path / "engine.onnx.data"), str(out))
@@ -211,8 +232,9 @@ def test_engine_int8_body_equals_stock_logits(models, tmp_path):
 @pytest.mark.parametrize("strategy", ["direct", "external-data"])
 def test_streaming_int8_engine_option_matches_ort(models, tmp_path, strategy):
     m = models["untied"]
-    stock = quantize(tmp_path, m["path"], strategy, "int8", name=f"ort-{strategy}")
-    stream = quantize(tmp_path, m["path"], strategy, "int8", name=f"stream-{strategy}", int8Engine="streaming")
+    stock = quantize(tmp_path, m["path"], strategy, "int8", name=f"ort-{strategy}", int8Scheme="dynamic")
+    stream = quantize(tmp_path, m["path"], strategy, "int8", name=f"stream-{strategy}", int8Engine="streaming",
+                      int8Scheme="dynamic")
     assert stream.data["engine"] == "sphana-streaming" and stock.data["engine"] == "onnxruntime.quantize_dynamic"
     assert stream.data["quantizedOps"] == stock.data["quantizedOps"]
     check_outputs(stream, strategy, "int8", False)
@@ -224,12 +246,15 @@ def test_streaming_int8_engine_option_matches_ort(models, tmp_path, strategy):
 @pytest.mark.parametrize(
     "opts",
     [
+        dict(precision="int8", split_embedding=True, scheme="dynamic"),
+        dict(precision="int8", split_embedding=True, per_channel=True, scheme="dynamic"),
+        dict(precision="int8"),
         dict(precision="int8", split_embedding=True),
-        dict(precision="int8", split_embedding=True, per_channel=True),
         dict(precision="int4", split_embedding=True),
         dict(precision="int4", split_embedding=True, embedding_bits=4),
+        dict(precision="int4", symmetric=True, block_size=64),
     ],
-    ids=["int8", "int8-per-channel", "int4", "int4-emb4"],
+    ids=["int8-dynamic", "int8-dynamic-per-channel", "int8-wo", "int8-wo-split", "int4", "int4-emb4", "int4-sym64"],
 )
 def test_chunked_processing_is_exact(models, tmp_path, monkeypatch, opts):
     """Row/column chunking (used so big tensors are never resident) changes no byte."""

@@ -1,3 +1,4 @@
+import { QUANT_FLAG_HELP } from '../quantize/cli-options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { exitOnSignals } from '../cleanup.js';
@@ -64,6 +65,13 @@ Exit codes:
     .option('--artifact-version <v>', 'artifact version (a folder under --out)', '0.1.0')
     .option('--precision <p>', 'int8 | int4', 'int8')
     .option('--strategy <name>', 'quantization strategy: auto | direct | external-data | embedding-split', 'auto')
+    .option('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme)
+    .option('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel)
+    .option('--block-size <n>', QUANT_FLAG_HELP.blockSize)
+    .option('--symmetric', QUANT_FLAG_HELP.symmetric)
+    .option('--head-bits <n>', QUANT_FLAG_HELP.headBits)
+    .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
+    .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm)
     .option('--exporter <name>', 'dynamo | torchscript', 'dynamo')
     .option('--seed <n>', 'seed for synthetic weights', '0')
     .option('--force', 'redo every step')
@@ -102,8 +110,15 @@ Exit codes:
     .option('-o, --output <file>', 'output path (default: MODEL.int8.onnx)')
     .option('--strategy <name>', 'auto | direct | external-data | embedding-split', 'auto')
     .option('--precision <p>', 'int8 | int4', 'int8')
-    .option('--per-channel', 'per-channel weight scales')
-    .option('--engine <name>', "int8 engine: streaming (tensor by tensor, flat memory) | ort (onnxruntime's quantize_dynamic)", 'streaming')
+    .option('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme)
+    .option('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel)
+    .option('--block-size <n>', QUANT_FLAG_HELP.blockSize)
+    .option('--symmetric', QUANT_FLAG_HELP.symmetric)
+    .option('--head-bits <n>', QUANT_FLAG_HELP.headBits)
+    .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
+    .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm)
+    .option('--per-channel', 'dynamic int8: per-channel weight scales')
+    .option('--engine <name>', "dynamic int8 engine: streaming (tensor by tensor, flat memory) | ort (onnxruntime's quantize_dynamic)", 'streaming')
     .option('--force', 'overwrite an existing output')
     .option('--threads <n>', 'onnxruntime threads for the checks')
     .action(run(() => import('../commands/quantize.js')));

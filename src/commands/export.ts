@@ -1,10 +1,11 @@
 import type { Output, Step } from '../cli/output.js';
 import { UsageError } from '../errors.js';
 import { type ExportOptions, runExport } from '../pipeline/export-pipeline.js';
+import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
 import { STRATEGIES, type StrategyChoice } from '../quantize/run.js';
 import { bytes } from './inspect-render.js';
 
-export interface ExportCliOptions {
+export interface ExportCliOptions extends QuantFlags {
   synthetic?: string;
   weights?: string;
   revision?: string;
@@ -38,6 +39,7 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
     out: o.out,
     artifactVersion: o.artifactVersion,
     precision: choice(o.precision, ['int8', 'int4'] as const, '--precision'),
+    quant: parseQuantFlags(choice(o.precision, ['int8', 'int4'] as const, '--precision'), o),
     strategy: choice(o.strategy, ['auto', ...STRATEGIES] as const, '--strategy') as StrategyChoice,
     exporter: choice(o.exporter, ['dynamo', 'torchscript'] as const, '--exporter'),
     seed: Number(o.seed),

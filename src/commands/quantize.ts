@@ -1,9 +1,10 @@
 import type { Output, Step } from '../cli/output.js';
 import { UsageError } from '../errors.js';
+import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
 import { STRATEGIES, type StrategyChoice, quantizeModel } from '../quantize/run.js';
 import { bytes } from './inspect-render.js';
 
-export interface QuantizeCliOptions {
+export interface QuantizeCliOptions extends QuantFlags {
   output?: string;
   strategy: string;
   precision: string;
@@ -20,8 +21,11 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
   if (!(CHOICES as readonly string[]).includes(options.strategy)) throw new UsageError(`--strategy must be one of ${CHOICES.join(', ')}`);
   if (options.precision !== 'int8' && options.precision !== 'int4') throw new UsageError('--precision must be int8 or int4');
   if (options.engine !== 'ort' && options.engine !== 'streaming') throw new UsageError('--engine must be streaming or ort');
+  const flags = parseQuantFlags(options.precision, options);
+  if (options.perChannel && flags.int8Scheme !== 'dynamic') throw new UsageError('--per-channel applies to --int8-scheme dynamic');
   let step: Step | undefined;
   const report = await quantizeModel({
+    ...flags,
     input,
     output: options.output,
     strategy: options.strategy as StrategyChoice,
@@ -30,7 +34,7 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
     engine: options.engine,
     force: options.force,
     threads: options.threads ? Number(options.threads) : undefined,
-    onAttempt: (strategy) => { step = out.step(`quantize ${options.precision} (${strategy})`); },
+    onAttempt: (strategy, setting) => { step = out.step(`quantize ${options.precision} (${setting ? `${setting}, ` : ''}${strategy})`); },
     onProgress: (p) => step?.update(p.message),
     onAttemptDone: (a) => {
       if (a.ok) step?.succeed();
@@ -43,6 +47,8 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
   if (report.agreement) {
     out.result(`agreement with fp32 over ${report.agreement.positions} positions: top-1 ${report.agreement.top1Agreement.toFixed(3)}, cosine ${report.agreement.meanCosine.toFixed(4)}`);
   }
-  out.result(`attempts: ${report.attempts.map((a) => `${a.strategy} ${a.ok ? 'ok' : 'failed'} (${a.seconds.toFixed(1)}s)`).join(', ')}`);
+  out.result(`attempts: ${report.attempts.map((a) => `${a.setting ? `${a.setting} / ` : ''}${a.strategy} ${a.ok ? 'ok' : 'failed'} (${a.seconds.toFixed(1)}s)`).join(', ')}`);
+  if (report.speed) out.result(`decode probe: ${report.speed.candidate.toFixed(1)} tok/s vs fp32 ${report.speed.fp32.toFixed(1)} tok/s (×${report.speed.ratio.toFixed(2)})`);
+  if (report.slowerThanFp32) out.result(`WARNING: this ${report.precision} artifact decodes slower than fp32 on this CPU`);
   return 0;
 }

@@ -77,9 +77,28 @@ export interface ManifestModel {
 
 export interface QuantizationAttempt {
   strategy: string;
+  /** The setting tried, e.g. 'weight-only level 4' (weight-only and dynamic alike). */
+  setting?: string;
   ok: boolean;
   seconds: number;
   error?: { class: string; message: string };
+  agreement?: { top1: number; cosine: number; positions: number };
+  bytes?: number;
+  /** Decode tokens/s of the candidate and of fp32 in the quantize gate's probe. */
+  speed?: { candidate: number; fp32: number; ratio: number; seconds: number };
+}
+
+export interface QuantizationSection {
+  precision: Precision;
+  strategy: string;
+  /** The accepted setting, and the scheme and settings the bridge used (scheme, bits, blockSize, accuracyLevel, ...). */
+  setting?: string;
+  settings?: Record<string, string | number | boolean>;
+  head?: { tied: boolean; bits: number; accuracyLevel: number; quantized: boolean } | null;
+  speed?: QuantizationAttempt['speed'] | null;
+  /** True when the shipped artifact decoded slower than fp32 in the probe: said, never hidden. */
+  slowerThanFp32?: boolean;
+  attempts: QuantizationAttempt[];
 }
 
 /** The GGUF file an artifact was made from: its identity and what its header says. */
@@ -121,7 +140,7 @@ export interface Manifest {
   tokenizer: ManifestTokenizer;
   models: ManifestModel[];
   files: ManifestFile[];
-  quantization: { precision: Precision; strategy: string; attempts: QuantizationAttempt[] } | null;
+  quantization: QuantizationSection | null;
   verification: Record<string, unknown> | null;
   parity: Record<string, unknown> | null;
   tools: Record<string, string>;

@@ -16,7 +16,7 @@ export interface QuantizationInfo {
   quantizedOps: Record<string, number>;
   /** Initializer parameters per element type. */
   parametersByType: Record<string, number | bigint>;
-  /** MatMul/Gemm nodes whose weight is a float constant (directly or through Transpose/Reshape/Cast). */
+  /** MatMul/Gemm/com.microsoft.FusedMatMul nodes whose weight is a float constant (directly or through Transpose/Reshape/Cast). */
   floatConstantMatMuls: string[];
   /** DequantizeLinear nodes that rebuild a whole table feeding a Gather on every call. */
   fullTableDequantizeGathers: string[];
@@ -87,6 +87,12 @@ export function detectQuantization(model: ModelProto, parametersByType: Record<s
   const fullTableDequantizeGathers: string[] = [];
   for (const node of nodes) {
     const domain = node.domain ?? '';
+    // onnxruntime's fusions turn a tied head into FusedMatMul(A, E, transB=1): still a float MatMul on a constant
+    if (domain === 'com.microsoft' && node.op_type === 'FusedMatMul') {
+      const weight = node.input?.[1] ? floatConstant(node.input[1]) : undefined;
+      if (weight && (weight.dims ?? []).length >= 2) floatConstantMatMuls.push(node.name || node.output?.[0] || '(unnamed)');
+      continue;
+    }
     if (domain !== '' && domain !== 'ai.onnx') continue;
     if (node.op_type === 'MatMul' || node.op_type === 'Gemm') {
       const weight = [node.input?.[1], node.input?.[0]].map((n) => (n ? floatConstant(n) : undefined)).find(Boolean);

@@ -12,7 +12,7 @@ import { bridgeVersions } from '../python/bridge-commands.js';
 import { type ExportResult, bridgeExport } from '../python/export-commands.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import { requirementsHash } from '../python/paths.js';
-import { type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
+import { type QuantizeOptions, type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
 import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
 import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
 import { type GgufConversion, convertGguf } from './gguf-weights.js';
@@ -34,6 +34,8 @@ export interface ExportOptions {
   artifactVersion: string;
   precision: 'int8' | 'int4';
   strategy: StrategyChoice;
+  /** Scheme, accuracy level and int4 settings (default: the gate's ladder, see settingsLadder). */
+  quant?: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>;
   exporter: 'dynamo' | 'torchscript';
   seed: number;
   force: boolean;
@@ -158,17 +160,18 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
     });
 
   const quantPath = join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`));
-  const quantPrint = fingerprint({ exportPrint, precision: options.precision, strategy: options.strategy });
+  const quantPrint = fingerprint({ exportPrint, precision: options.precision, strategy: options.strategy, quant: options.quant ?? {} });
   const quantized = await step<QuantizeReport>('quantize', `quantize ${options.precision} (${options.strategy})`, quantPrint,
     () => [quantPath, `${quantPath}.data`].filter(existsSync),
     async () => {
       const result = await quantizeModel({
+        ...options.quant,
         input: modelPath, output: quantPath, precision: options.precision, strategy: options.strategy, force: true, env: await bridge(),
         threads: options.threads, signal: options.signal,
-        onAttempt: (s) => events.progress('quantize', `trying ${s}`),
-        onAttemptDone: (a) => events.progress('quantize', `${a.strategy}: ${a.ok ? 'ok' : `${a.error?.class}: ${a.error?.message}`}`),
+        onAttempt: (s, setting) => events.progress('quantize', `trying ${setting ? `${setting}, ` : ''}${s}`),
+        onAttemptDone: (a) => events.progress('quantize', `${a.setting ? `${a.setting} / ` : ''}${a.strategy}: ${a.ok ? 'ok' : `${a.error?.class}: ${a.error?.message}`}`),
       });
-      return { result, detail: `via ${result.strategy}` };
+      return { result, detail: `via ${result.strategy}, ${result.setting}${result.slowerThanFp32 ? ' (SLOWER than fp32 on this CPU)' : ''}` };
     });
 
   await step('assemble', 'tokenizer, configs and genai_config.json', assemblePrint,
@@ -198,7 +201,15 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
     dir, name: source.preset?.name ?? source.name ?? (readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config').model_type ?? 'model'),
     artifactVersion: options.artifactVersion, source: source.manifestSource, models,
     tokenizerSynthetic: !!source.synthetic && !source.preset?.offlineTokenizer,
-    quantization: { precision: options.precision, strategy: quantized.strategy, attempts: quantized.attempts.map((a) => ({ strategy: a.strategy, ok: a.ok, seconds: a.seconds, ...(a.error ? { error: a.error } : {}) })) },
+    quantization: {
+      precision: options.precision, strategy: quantized.strategy,
+      ...(quantized.setting ? { setting: quantized.setting, settings: quantized.settings, head: quantized.head, speed: quantized.speed, slowerThanFp32: quantized.slowerThanFp32 } : {}),
+      attempts: quantized.attempts.map((a) => ({
+        strategy: a.strategy, ok: a.ok, seconds: a.seconds, ...(a.setting ? { setting: a.setting } : {}), ...(a.error ? { error: a.error } : {}),
+        ...(a.agreement ? { agreement: { top1: a.agreement.top1Agreement, cosine: a.agreement.meanCosine, positions: a.agreement.positions } } : {}),
+        ...(a.bytes !== undefined ? { bytes: a.bytes } : {}), ...(a.speed ? { speed: a.speed } : {}),
+      })),
+    },
     parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset },
     verification: null, tools,
   };

@@ -18,9 +18,27 @@ export interface QuantizeRequest {
   perChannel: boolean;
   protoLimitBytes: number;
   blockSize?: number;
-  /** int8 direct/external-data: onnxruntime's quantize_dynamic, or the bridge's tensor-by-tensor engine (same bytes, ~0.4× memory). */
+  /** int8 dynamic scheme, direct/external-data: onnxruntime's quantize_dynamic, or the bridge's tensor-by-tensor engine (same bytes, ~0.4× memory). */
   int8Engine?: 'ort' | 'streaming';
+  /** int8: weight-only MatMulNBits blocks (default) or DynamicQuantizeLinear + MatMulInteger. */
+  int8Scheme?: Int8Scheme;
+  /** MatMulNBits accuracy_level (weight-only): 4 = int8 activations (fast), 0 = float activations. */
+  accuracyLevel?: number;
+  /** The LM head's accuracy_level when it differs (kept at higher precision). */
+  headAccuracyLevel?: number;
+  /** The accuracy_level of the MatMuls fed by a product of two activations (a gated MLP's down projections). */
+  gatedAccuracyLevel?: number;
+  /** int4: bits of an untied LM head (8 = mixed precision). */
+  headBits?: 8 | 4;
+  /** weight-only: bits of the token embedding (and of a tied head, which shares its table). */
+  embeddingBits?: 8 | 4;
+  /** int4: symmetric blocks (no zero points) instead of asymmetric. */
+  symmetric?: boolean;
+  /** int4: onnxruntime's block quantizer (rtn) or its HQQ solver. */
+  algorithm?: 'rtn' | 'hqq';
 }
+
+export type Int8Scheme = 'weight-only' | 'dynamic';
 
 export interface QuantizeResult {
   strategy: QuantizeStrategy;
@@ -29,6 +47,10 @@ export interface QuantizeResult {
   quantizedOps: Record<string, number>;
   seconds: number;
   notes: string[];
+  /** Weight-only or dynamic, and the settings used (the manifest records them). */
+  settings?: Record<string, string | number | boolean>;
+  /** The LM head: graph outputs it produces, tied, bits, accuracy level, quantized. */
+  head?: { tied: boolean; bits: number; accuracyLevel: number; quantized: boolean } | null;
 }
 
 export type BridgeCommandOptions = Omit<BridgeCallOptions, 'env'>;
@@ -82,6 +104,16 @@ export function parseQuantize(data: unknown): QuantizeResult {
     quantizedOps: record(o.quantizedOps, 'quantizedOps', (v, what) => number(v, what, true)),
     seconds: number(o.seconds, 'seconds'),
     notes: o.notes.map((n, i) => string(n, `notes[${i}]`)),
+    ...(o.settings === undefined ? {} : {
+      settings: record(o.settings, 'settings', (v, what) => {
+        if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ShapeError(`${what} is not a scalar`);
+        return v;
+      }),
+    }),
+    ...(o.head === undefined || o.head === null ? {} : (() => {
+      const h = object(o.head, 'head');
+      return { head: { tied: h.tied === true, bits: number(h.bits, 'head.bits', true), accuracyLevel: number(h.accuracyLevel, 'head.accuracyLevel', true), quantized: h.quantized === true } };
+    })()),
   };
 }
 

@@ -5,11 +5,12 @@ import { renameDurable } from '../artifacts/files.js';
 import { acquireLock } from '../artifacts/lock.js';
 import { InputError, JobFailedError, SphanaError, UsageError } from '../errors.js';
 import { type ModelSummary, inspectFile } from '../onnx/summary.js';
-import { type QuantizePrecision, type QuantizeResult, type QuantizeStrategy, bridgeQuantize } from '../python/bridge-commands.js';
+import { type Int8Scheme, type QuantizePrecision, type QuantizeRequest, type QuantizeResult, type QuantizeStrategy, bridgeQuantize } from '../python/bridge-commands.js';
 import type { BridgeProgress } from '../python/bridge.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import type { Agreement } from '../runtime/metrics.js';
 import { checkQuantizedOutput, referenceLogits } from './checks.js';
+import { type DecodeSpeed, decodeSpeed } from './speed-probe.js';
 
 /** The fallback order of `auto`. */
 export const STRATEGIES = ['direct', 'external-data', 'embedding-split'] as const satisfies readonly QuantizeStrategy[];
@@ -19,10 +20,45 @@ export const DEFAULT_PROTO_LIMIT = 2 ** 31;
 
 export interface Attempt {
   strategy: QuantizeStrategy;
+  /** The setting tried (see QuantSetting), e.g. 'weight-only level 4'. */
+  setting?: string;
   ok: boolean;
   seconds: number;
   error?: { class: string; message: string };
   notes?: string[];
+  /** The acceptance check's figures for this attempt. */
+  agreement?: Agreement;
+  bytes?: number;
+  /** Decode tokens/s of this candidate and of the fp32 model, measured one after the other. */
+  speed?: { candidate: number; fp32: number; ratio: number; seconds: number };
+}
+
+export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;
+
+/** One quantization setting the gate may try: the bridge request fields it sets. */
+export interface QuantSetting {
+  label: string;
+  request: Partial<Pick<QuantizeRequest, 'int8Scheme' | 'accuracyLevel' | 'headAccuracyLevel' | 'gatedAccuracyLevel' | 'headBits' | 'embeddingBits' | 'symmetric' | 'algorithm' | 'blockSize'>>;
+}
+
+/**
+ * The settings the gate tries, fastest first. INT8 weight-only: accuracy_level 4 (int8
+ * activations, the only level faster than fp32 on x86 CPUs), then the MatMuls whose inputs carry
+ * the largest activation outliers at level 0 (float activations): the LM head and the down
+ * projections of a gated MLP (found by structure: fed by a product of two activations), then
+ * every MatMul at level 0 (the most accurate, and slower than fp32: the report says so). An explicit --accuracy-level or the
+ * dynamic scheme is one setting. INT4: asymmetric blocks, LM head and embedding at 8 bits.
+ */
+export function settingsLadder(precision: QuantizePrecision, o: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>): QuantSetting[] {
+  if (precision === 'int8' && o.int8Scheme === 'dynamic') return [{ label: 'dynamic', request: { int8Scheme: 'dynamic' } }];
+  const base: QuantSetting['request'] = precision === 'int8' ? { int8Scheme: 'weight-only' } : { ...(o.int4 ?? {}) };
+  const name = precision === 'int8' ? 'weight-only' : 'int4';
+  if (o.accuracyLevel !== undefined) return [{ label: `${name} level ${o.accuracyLevel}`, request: { ...base, accuracyLevel: o.accuracyLevel } }];
+  return [
+    { label: `${name} level 4`, request: { ...base, accuracyLevel: 4 } },
+    { label: `${name} level 4, LM head and gated-MLP down projections level 0`, request: { ...base, accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 } },
+    { label: `${name} level 0`, request: { ...base, accuracyLevel: 0 } },
+  ];
 }
 
 export interface QuantizeOptions {
@@ -31,13 +67,21 @@ export interface QuantizeOptions {
   strategy?: StrategyChoice;
   precision?: QuantizePrecision;
   perChannel?: boolean;
-  /** Default 'streaming': onnxruntime's dynamic INT8 format, quantized tensor by tensor (flat memory). */
+  /** Dynamic int8 scheme only. Default 'streaming': onnxruntime's dynamic INT8 format, quantized tensor by tensor (flat memory). */
   engine?: 'ort' | 'streaming';
+  /** int8: 'weight-only' (default: MatMulNBits 8-bit blocks) or 'dynamic' (DynamicQuantizeLinear + MatMulInteger). */
+  int8Scheme?: Int8Scheme;
+  /** A fixed MatMulNBits accuracy_level; without it the gate walks settingsLadder(). */
+  accuracyLevel?: number;
+  /** int4 settings (block size, symmetric, head/embedding bits, algorithm). */
+  int4?: Partial<Pick<QuantizeRequest, 'blockSize' | 'symmetric' | 'headBits' | 'embeddingBits' | 'algorithm'>>;
+  /** Measure decode tokens/s of the accepted candidate against fp32 (default true). */
+  speedProbe?: boolean;
   force?: boolean;
   threads?: number;
   env?: BridgeEnvironment;
   signal?: AbortSignal;
-  onAttempt?: (strategy: QuantizeStrategy) => void;
+  onAttempt?: (strategy: QuantizeStrategy, setting?: string) => void;
   onAttemptDone?: (attempt: Attempt) => void;
   onProgress?: (progress: BridgeProgress) => void;
 }
@@ -53,6 +97,13 @@ export interface QuantizeReport {
   agreement: Agreement | null;
   notes: string[];
   seconds: number;
+  /** The accepted setting and what the bridge reports about it (scheme, bits, levels). */
+  setting: string;
+  settings: Record<string, string | number | boolean>;
+  head: QuantizeResult['head'] | null;
+  speed: Attempt['speed'] | null;
+  /** True when the shipped candidate decoded slower than fp32 in the probe (said plainly, never hidden). */
+  slowerThanFp32: boolean;
 }
 
 export function protoLimitBytes(env: NodeJS.ProcessEnv = process.env): number {
@@ -107,53 +158,79 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
   const forget = removeOnExit(staging);
   const attempts: Attempt[] = [];
   const reference = referenceLogits(inputSummary, { threads: options.threads });
+  let fp32Speed: Promise<DecodeSpeed | null> | undefined;
+  const ladder = settingsLadder(precision, options);
   try {
-    for (const strategy of strategies) {
-      options.onAttempt?.(strategy);
-      const t0 = performance.now();
-      const target = join(staging, strategy, basename(output));
-      mkdirSync(dirname(target), { recursive: true });
-      let result: QuantizeResult;
-      try {
-        result = await bridgeQuantize(env, {
-          input: resolve(input), output: target, strategy, precision, perChannel: !!options.perChannel, protoLimitBytes: limit,
-          int8Engine: options.engine ?? 'streaming',
-        }, { onProgress: options.onProgress, signal: options.signal });
-      } catch (error) {
-        if (!(error instanceof SphanaError) || error.code === 'E_INTERRUPTED' || error.exitCode === 4) throw error;
-        const cls = (error as SphanaError & { errorClass?: string }).errorClass ?? error.code;
-        const attempt: Attempt = { strategy, ok: false, seconds: (performance.now() - t0) / 1000, error: { class: cls, message: error.message } };
+    for (const setting of ladder) {
+      for (const strategy of strategies) {
+        options.onAttempt?.(strategy, setting.label);
+        const t0 = performance.now();
+        const target = join(staging, `${ladder.indexOf(setting)}-${strategy}`, basename(output));
+        mkdirSync(dirname(target), { recursive: true });
+        let result: QuantizeResult;
+        try {
+          result = await bridgeQuantize(env, {
+            input: resolve(input), output: target, strategy, precision, perChannel: !!options.perChannel, protoLimitBytes: limit,
+            ...(setting.request.int8Scheme === 'dynamic' ? { int8Engine: options.engine ?? 'streaming' } : {}),
+            ...setting.request,
+          }, { onProgress: options.onProgress, signal: options.signal });
+        } catch (error) {
+          if (!(error instanceof SphanaError) || error.code === 'E_INTERRUPTED' || error.exitCode === 4) throw error;
+          const cls = (error as SphanaError & { errorClass?: string }).errorClass ?? error.code;
+          const attempt: Attempt = { strategy, setting: setting.label, ok: false, seconds: (performance.now() - t0) / 1000, error: { class: cls, message: error.message } };
+          attempts.push(attempt);
+          options.onAttemptDone?.(attempt);
+          continue;
+        }
+        const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference });
+        const bytes = result.files.reduce((n, f) => n + f.bytes, 0);
+        const attempt: Attempt = {
+          strategy, setting: setting.label, ok: check.ok, seconds: (performance.now() - t0) / 1000, notes: result.notes, bytes,
+          ...(check.agreement ? { agreement: check.agreement } : {}),
+          ...(check.ok ? {} : { error: { class: 'Rejected', message: check.failures.join('; ') } }),
+        };
+        if (check.ok && options.speedProbe !== false && inputSummary.kvCache) {
+          const p0 = performance.now();
+          fp32Speed ??= decodeSpeed(input, inputSummary.kvCache, { threads: options.threads }).catch(() => null);
+          const ref = await fp32Speed;
+          const cand = await decodeSpeed(target, inputSummary.kvCache, { threads: options.threads }).catch(() => null);
+          if (ref && cand) {
+            attempt.speed = { candidate: cand.tokensPerSecond, fp32: ref.tokensPerSecond, ratio: cand.tokensPerSecond / ref.tokensPerSecond, seconds: (performance.now() - p0) / 1000 };
+          }
+        }
         attempts.push(attempt);
         options.onAttemptDone?.(attempt);
-        continue;
+        if (!check.ok) rmSync(dirname(target), { recursive: true, force: true }); // one candidate on disk at a time
+        // the numerics are the same for every strategy of one setting: a rejection by the
+        // agreement check moves on to the next setting, any other failure to the next strategy
+        if (!check.ok && check.agreement !== undefined) break;
+        if (!check.ok) continue;
+        for (const f of outputFiles(output)) if (options.force) rmSync(f, { force: true });
+        const files: QuantizeReport['files'] = [];
+        for (const f of result.files) {
+          const finalPath = join(dirname(output), basename(f.path));
+          if (dirname(resolve(f.path)) !== dirname(target)) throw new JobFailedError('E_BRIDGE_OUTPUT', `the bridge reported an output outside its staging folder: ${f.path}`);
+          renameDurable(f.path, finalPath);
+          files.push({ path: finalPath, bytes: f.bytes });
+        }
+        const slowerThanFp32 = !!attempt.speed && attempt.speed.ratio < 1;
+        const notes = [...result.notes];
+        if (slowerThanFp32) {
+          notes.push(`this ${precision} artifact decoded SLOWER than fp32 on this CPU (${attempt.speed!.candidate.toFixed(1)} vs ${attempt.speed!.fp32.toFixed(1)} tok/s): ${ladder.indexOf(setting) > 0 ? 'the faster settings did not keep the answers' : 'no faster setting is known for it'}`);
+        }
+        return {
+          input, output, precision, strategy, files, attempts, quantizedOps: check.summary?.quantization.quantizedOps ?? result.quantizedOps,
+          agreement: check.agreement ?? null, notes, seconds: (performance.now() - started) / 1000,
+          setting: setting.label, settings: result.settings ?? {}, head: result.head ?? null, speed: attempt.speed ?? null, slowerThanFp32,
+        };
       }
-      const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference });
-      const attempt: Attempt = {
-        strategy, ok: check.ok, seconds: (performance.now() - t0) / 1000, notes: result.notes,
-        ...(check.ok ? {} : { error: { class: 'Rejected', message: check.failures.join('; ') } }),
-      };
-      attempts.push(attempt);
-      options.onAttemptDone?.(attempt);
-      if (!check.ok) continue;
-      for (const f of outputFiles(output)) if (options.force) rmSync(f, { force: true });
-      const files: QuantizeReport['files'] = [];
-      for (const f of result.files) {
-        const finalPath = join(dirname(output), basename(f.path));
-        if (dirname(resolve(f.path)) !== dirname(target)) throw new JobFailedError('E_BRIDGE_OUTPUT', `the bridge reported an output outside its staging folder: ${f.path}`);
-        renameDurable(f.path, finalPath);
-        files.push({ path: finalPath, bytes: f.bytes });
-      }
-      return {
-        input, output, precision, strategy, files, attempts, quantizedOps: check.summary?.quantization.quantizedOps ?? result.quantizedOps,
-        agreement: check.agreement ?? null, notes: result.notes, seconds: (performance.now() - started) / 1000,
-      };
     }
   } finally {
     rmSync(staging, { recursive: true, force: true });
     forget();
   }
-  const list = attempts.map((a) => `${a.strategy}: ${a.error?.class}: ${a.error?.message} (${a.seconds.toFixed(1)}s)`).join(' | ');
-  throw new JobFailedError('E_QUANTIZE_FAILED', `every strategy failed: ${list}`, {
+  const list = attempts.map((a) => `${a.setting ? `${a.setting} / ` : ''}${a.strategy}: ${a.error?.class}: ${a.error?.message} (${a.seconds.toFixed(1)}s)`).join(' | ');
+  throw new JobFailedError('E_QUANTIZE_FAILED', `every setting and strategy failed: ${list}`, {
     hint: 'see each attempt above; rerun with --verbose for the bridge log',
     details: { attempts },
   });

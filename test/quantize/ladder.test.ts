@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { UsageError } from '../../src/errors.js';
+import { parseQuantFlags } from '../../src/quantize/cli-options.js';
+import { settingsLadder } from '../../src/quantize/run.js';
+
+test('the INT8 ladder: level 4, then the sensitive MatMuls at level 0, then level 0 everywhere', () => {
+  assert.deepEqual(settingsLadder('int8', {}).map((s) => s.request), [
+    { int8Scheme: 'weight-only', accuracyLevel: 4 },
+    { int8Scheme: 'weight-only', accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 },
+    { int8Scheme: 'weight-only', accuracyLevel: 0 },
+  ]);
+  assert.deepEqual(settingsLadder('int8', { accuracyLevel: 2 }).map((s) => [s.label, s.request]), [['weight-only level 2', { int8Scheme: 'weight-only', accuracyLevel: 2 }]]);
+  assert.deepEqual(settingsLadder('int8', { int8Scheme: 'dynamic' }).map((s) => s.request), [{ int8Scheme: 'dynamic' }]);
+  assert.deepEqual(settingsLadder('int4', { int4: { blockSize: 64, symmetric: true } })[0].request, { blockSize: 64, symmetric: true, accuracyLevel: 4 });
+});
+
+test('quantization flags: parsed, and refused where they do not apply', () => {
+  assert.deepEqual(parseQuantFlags('int8', { accuracyLevel: '0', int8Scheme: 'weight-only' }), { int8Scheme: 'weight-only', accuracyLevel: 0 });
+  assert.deepEqual(parseQuantFlags('int4', { blockSize: '128', headBits: '4', embeddingBits: '4', symmetric: true, int4Algorithm: 'hqq' }),
+    { int4: { blockSize: 128, symmetric: true, headBits: 4, embeddingBits: 4, algorithm: 'hqq' } });
+  for (const [p, f] of [['int8', { accuracyLevel: '5' }], ['int8', { accuracyLevel: '1.5' }], ['int8', { blockSize: '64' }], ['int4', { int8Scheme: 'dynamic' }],
+    ['int8', { int8Scheme: 'dynamic', accuracyLevel: '4' }], ['int4', { headBits: '2' }], ['int4', { blockSize: '48' }]] as const) {
+    assert.throws(() => parseQuantFlags(p, f), UsageError, JSON.stringify(f));
+  }
+});
