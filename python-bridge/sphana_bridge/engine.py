@@ -603,6 +603,9 @@ class Engine:
                     drop_nodes.add(id(tr))
             for g in emb.gathers:
                 gather_nodes[g.output[0]] = g
+            # a MatMul on the embedding table's transpose is the LM head, whatever follows it
+            # (Gemma 2's soft-capping puts Div/Tanh/Mul between it and the logits)
+            heads |= set(tied_nodes)
         qweights: dict[tuple[str, bool, int], tuple[str, ...]] = {}
         emb_names: tuple[str, ...] | None = None
         new_nodes: list[onnx.NodeProto] = []
