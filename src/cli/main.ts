@@ -2,10 +2,11 @@ import { QUANT_FLAG_HELP } from '../quantize/cli-options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { exitOnSignals } from '../cleanup.js';
-import { ExitCode, InterruptedError, UsageError, fromSystemError, isSphanaError } from '../errors.js';
-import { escapeControl, jsonTerminalSafe, terminalSafe } from './escape.js';
+import { ExitCode, InterruptedError, UsageError } from '../errors.js';
 import { type GlobalOptions, Output } from './output.js';
-import { chalk } from './terminal.js';
+import { reportError } from './report-error.js';
+
+export { reportError };
 
 /** What every command module exports: it computes, prints through Output and returns an exit code. */
 export type CommandRun<O> = (args: string[], options: O, out: Output) => Promise<number>;
@@ -46,7 +47,7 @@ Exit codes:
   const run = <O>(load: () => Promise<{ run: CommandRun<O> }>) =>
     async function (this: Command, ...all: unknown[]) {
       const command = all[all.length - 1] as Command;
-      const out = new Output(globals(command));
+      const out = await Output.create(globals(command));
       const args = command.args;
       const options = command.opts() as O;
       const module = await load();
@@ -139,23 +140,6 @@ Exit codes:
     .action(run(() => import('../commands/models.js')));
 
   return program;
-}
-
-/** Turns any error into output and an exit status. Only here do errors become text. */
-export function reportError(error: unknown, options: Pick<GlobalOptions, 'json' | 'verbose'>): number {
-  error = fromSystemError(error) ?? error;
-  if (isSphanaError(error)) {
-    process.stderr.write(`${chalk.red('error')} ${escapeControl(error.code)}: ${escapeControl(error.message)}\n`);
-    if (error.hint) process.stderr.write(`  hint: ${escapeControl(error.hint)}\n`);
-    if (options.verbose && error.stack) process.stderr.write(`${terminalSafe(error.stack, { keepNewlines: true })}\n`);
-    if (options.json) process.stdout.write(`${jsonTerminalSafe(JSON.stringify({ error: error.toJSON() }))}\n`);
-    return error.exitCode;
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`${chalk.red('internal error')}: ${escapeControl(message)}\n  This is a bug in sphana; please report it with the output of --verbose.\n`);
-  if (options.verbose && error instanceof Error && error.stack) process.stderr.write(`${terminalSafe(error.stack, { keepNewlines: true })}\n`);
-  if (options.json) process.stdout.write(`${jsonTerminalSafe(JSON.stringify({ error: { code: 'E_INTERNAL', message } }))}\n`);
-  return ExitCode.internal;
 }
 
 export async function main(argv: string[]): Promise<number> {

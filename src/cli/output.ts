@@ -1,4 +1,4 @@
-import ora, { type Ora } from 'ora';
+import type { Ora } from 'ora';
 import { jsonTerminalSafe, terminalSafe } from './escape.js';
 import { chalk, configureColour, isInteractive } from './terminal.js';
 
@@ -24,6 +24,9 @@ export interface Step {
 export class Output {
   readonly interactive: boolean;
 
+  /** ora, loaded only when this output will draw spinners (an interactive terminal). */
+  private ora?: typeof import('ora').default;
+
   constructor(readonly options: GlobalOptions, private readonly stdout = process.stdout, private readonly stderr = process.stderr) {
     this.interactive = isInteractive(stderr) && options.color;
     configureColour(this.interactive);
@@ -31,6 +34,13 @@ export class Output {
 
   private safe(text: string, keepNewlines = true): string {
     return terminalSafe(text, { keepNewlines, keepColour: chalk.level > 0 });
+  }
+
+  /** An Output whose spinner module is loaded when it will be used (ora costs tens of ms to import). */
+  static async create(options: GlobalOptions, stdout = process.stdout, stderr = process.stderr): Promise<Output> {
+    const out = new Output(options, stdout, stderr);
+    if (out.interactive && !options.quiet) out.ora = (await import('ora')).default;
+    return out;
   }
 
   /** A line of the command's human-readable result (stdout; suppressed with --json). */
@@ -56,19 +66,30 @@ export class Output {
     if (this.options.verbose) this.stderr.write(`${chalk.dim(this.safe(text, false))}\n`);
   }
 
-  /** A spinner on a terminal, plain start/end lines elsewhere; returns elapsed seconds on finish. */
-  step(rawLabel: string): Step {
+  /**
+   * A spinner on a terminal, plain start/end lines elsewhere; returns elapsed seconds on finish.
+   * `update` shows progress: in the spinner with the elapsed time, or (not a terminal) as a plain
+   * line at most every `plainEverySeconds` (the latest figure wins; nothing on stdout).
+   */
+  step(rawLabel: string, plainEverySeconds = PLAIN_PROGRESS_SECONDS): Step {
     const label = this.safe(rawLabel, false);
     const started = performance.now();
     const elapsed = () => (performance.now() - started) / 1000;
     let spinner: Ora | undefined;
-    if (this.interactive && !this.options.quiet) {
-      spinner = ora({ text: label, stream: this.stderr }).start();
+    let latest = '';
+    let timer: NodeJS.Timeout | undefined;
+    let lastPlain = 0;
+    const spinnerText = () => `${label}${latest ? ` ${chalk.dim(latest)}` : ''} ${chalk.dim(`${Math.floor(elapsed())}s`)}`;
+    if (this.ora && this.interactive && !this.options.quiet) {
+      spinner = this.ora({ text: label, stream: this.stderr }).start();
+      timer = setInterval(() => { if (spinner) spinner.text = spinnerText(); }, 1000);
+      timer.unref();
     } else {
       this.info(`> ${label}`);
     }
     const finish = (ok: boolean, rawDetail?: string) => {
       const detail = rawDetail === undefined ? undefined : this.safe(rawDetail, false);
+      if (timer) clearInterval(timer);
       const seconds = elapsed();
       const text = `${label}${detail ? ` ${chalk.dim(detail)}` : ''} ${chalk.dim(`(${seconds.toFixed(1)}s)`)}`;
       if (spinner) {
@@ -83,9 +104,22 @@ export class Output {
       succeed: (detail) => finish(true, detail),
       fail: (detail) => finish(false, detail),
       update: (text) => {
-        if (spinner) spinner.text = `${label} ${chalk.dim(this.safe(text, false))}`;
-        else this.debug(`  ${text}`);
+        latest = this.safe(text, false);
+        if (spinner) {
+          spinner.text = spinnerText();
+          return;
+        }
+        const now = elapsed();
+        if (!this.options.quiet && now - lastPlain >= plainEverySeconds) {
+          lastPlain = now;
+          this.stderr.write(`  ${label}: ${latest} (${now.toFixed(0)}s)\n`);
+        } else {
+          this.debug(`  ${text}`);
+        }
       },
     };
   }
 }
+
+/** Plain (CI) progress lines: at most one per step this often. */
+export const PLAIN_PROGRESS_SECONDS = 5;

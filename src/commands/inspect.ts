@@ -1,6 +1,6 @@
 import { isSphanaError } from '../errors.js';
 import type { Output } from '../cli/output.js';
-import { reportError } from '../cli/main.js';
+import { reportError } from '../cli/report-error.js';
 import { inspectFile, toJsonLine, type ModelSummary } from '../onnx/summary.js';
 import { renderSummary } from './inspect-render.js';
 

@@ -1,6 +1,6 @@
 import type { Output } from '../cli/output.js';
-import { reportError } from '../cli/main.js';
 import { escapeStrings } from '../cli/escape.js';
+import { reportError } from '../cli/report-error.js';
 import { chalk } from '../cli/terminal.js';
 import { JobFailedError, UsageError } from '../errors.js';
 import type { Precision } from '../manifest/schema.js';

@@ -1,10 +1,18 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs';
 
 /**
  * The ONNX schema (onnx-ml.proto, vendored from the onnx package) compiled into small field
  * tables that the streaming decoder walks. protobufjs parses the .proto; we only use its
  * reflection, never its decoder, so that tensor bytes are never copied into memory.
+ *
+ * Parsing the .proto with protobufjs costs about 0.2 s of start-up (loading protobufjs, then
+ * parsing), most of `sphana inspect`'s time. So the tables are also kept compiled in
+ * `onnx-schema.json` beside the .proto, keyed by the .proto's sha256: when the key matches they
+ * are used as they are; otherwise (the .proto was edited) protobufjs compiles them as before.
+ * `node scripts/compile-onnx-schema.js` rewrites the JSON; a test checks it equals a fresh compile.
  */
 
 export type ScalarKind =
@@ -56,52 +64,83 @@ export function protoPath(): string {
   return fileURLToPath(new URL('../../../src/onnx/onnx.proto', import.meta.url));
 }
 
+export function compiledSchemaPath(): string {
+  return fileURLToPath(new URL('../../../src/onnx/onnx-schema.json', import.meta.url));
+}
+
+/** Extra facts of a field: its oneof's other members; an enum's declared values. */
+export interface FieldExtras { oneofSiblings?: string[]; enumValues?: number[] }
+
+/** The compiled tables as stored: message full name → [field id, name, repeated, kind, message type, extras]. */
+export interface CompiledSchema {
+  protoSha256: string;
+  root: string;
+  messages: Record<string, Array<[number, string, boolean, FieldSpec['kind'], string | null, FieldExtras]>>;
+}
+
 /** The compiled ModelProto spec (built once per process). */
 export function modelSpec(): MessageSpec {
-  if (!cached) cached = compile();
+  if (!cached) {
+    const proto = readFileSync(protoPath());
+    const sha = createHash('sha256').update(proto).digest('hex');
+    let stored: CompiledSchema | undefined;
+    try {
+      stored = JSON.parse(readFileSync(compiledSchemaPath(), 'utf8')) as CompiledSchema;
+    } catch {
+      stored = undefined;
+    }
+    cached = fromTables(stored && stored.protoSha256 === sha ? stored : compileTables(protoPath(), sha));
+  }
   return cached;
 }
 
-function compile(): MessageSpec {
-  const root = new protobuf.Root().loadSync(protoPath(), { keepCase: true });
+/** The tables as `onnx-schema.json` holds them, compiled from the .proto by protobufjs. */
+export function compileTables(path = protoPath(), sha = createHash('sha256').update(readFileSync(path)).digest('hex')): CompiledSchema {
+  const protobuf = createRequire(import.meta.url)('protobufjs') as typeof import('protobufjs');
+  const root = new protobuf.Root().loadSync(path, { keepCase: true });
   root.resolveAll();
-  const specs = new Map<string, { spec: MessageSpec; type: protobuf.Type }>();
-  const specFor = (type: protobuf.Type): MessageSpec => {
+  const messages: CompiledSchema['messages'] = {};
+  const visit = (type: import('protobufjs').Type): string => {
     const fullName = type.fullName.replace(/^\./, '');
-    const known = specs.get(fullName);
-    if (known) return known.spec;
-    const spec: MessageSpec = { name: fullName, fields: new Map() };
-    specs.set(fullName, { spec, type });
+    if (messages[fullName]) return fullName;
+    const fields: CompiledSchema['messages'][string] = [];
+    messages[fullName] = fields;
     for (const field of type.fieldsArray) {
       const resolved = field.resolvedType;
-      let kind: FieldSpec['kind'];
-      let message: MessageSpec | undefined;
-      let enumValues: Set<number> | undefined;
+      const extras: FieldExtras = field.partOf ? { oneofSiblings: field.partOf.oneof.filter((name) => name !== field.name) } : {};
       if (resolved instanceof protobuf.Type) {
-        kind = 'message';
-        message = specFor(resolved);
+        fields.push([field.id, field.name, field.repeated, 'message', visit(resolved), extras]);
       } else if (resolved instanceof protobuf.Enum) {
-        kind = 'enum';
-        enumValues = new Set(Object.values(resolved.values));
+        fields.push([field.id, field.name, field.repeated, 'enum', null, { ...extras, enumValues: Object.values(resolved.values) }]);
       } else if (SCALARS.has(field.type)) {
-        kind = field.type as ScalarKind;
+        fields.push([field.id, field.name, field.repeated, field.type as ScalarKind, null, extras]);
       } else {
         throw new Error(`onnx.proto: unsupported field type ${field.type} for ${fullName}.${field.name}`);
       }
-      spec.fields.set(field.id, {
-        id: field.id,
-        name: field.name,
-        repeated: field.repeated,
-        kind,
-        message,
-        lazy: LAZY_FIELDS.has(`${fullName}.${field.name}`),
-        ...(field.partOf ? { oneofSiblings: field.partOf.oneof.filter((name) => name !== field.name) } : {}),
-        ...(enumValues ? { enumValues } : {}),
+    }
+    return fullName;
+  };
+  return { protoSha256: sha, root: visit(root.lookupType('onnx.ModelProto')), messages };
+}
+
+function fromTables(tables: CompiledSchema): MessageSpec {
+  const specs = new Map<string, MessageSpec>();
+  for (const name of Object.keys(tables.messages)) specs.set(name, { name, fields: new Map() });
+  for (const [name, fields] of Object.entries(tables.messages)) {
+    const spec = specs.get(name)!;
+    for (const [id, fieldName, repeated, kind, message, extras] of fields) {
+      const target = message === null ? undefined : specs.get(message);
+      if (kind === 'message' && !target) throw new Error(`onnx-schema.json: ${name}.${fieldName} names unknown message ${message}`);
+      spec.fields.set(id, {
+        id, name: fieldName, repeated, kind, message: target, lazy: LAZY_FIELDS.has(`${name}.${fieldName}`),
+        ...(extras?.oneofSiblings ? { oneofSiblings: extras.oneofSiblings } : {}),
+        ...(extras?.enumValues ? { enumValues: new Set(extras.enumValues) } : {}),
       });
     }
-    return spec;
-  };
-  return specFor(root.lookupType('onnx.ModelProto'));
+  }
+  const root = specs.get(tables.root);
+  if (!root) throw new Error(`onnx-schema.json: no root message ${tables.root}`);
+  return root;
 }
 
 /** Wire type each kind is written with (repeated scalars may also be packed: wire type 2). */
