@@ -105,6 +105,11 @@ Exit codes:
     .action(run(() => import('../commands/doctor.js')));
 
   program
+    .command('setup')
+    .description("create the bridge's Python environment now (the first export would otherwise do it: a few minutes)")
+    .action(run(() => import('../commands/setup.js')));
+
+  program
     .command('quantize')
     .description('quantize an ONNX model to INT8 (or INT4), falling back direct → external-data → embedding-split')
     .argument('<model>', 'the fp32 ONNX model')

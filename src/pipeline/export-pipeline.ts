@@ -10,12 +10,13 @@ import type { Manifest, Precision } from '../manifest/schema.js';
 import { describeArchitecture, type HfConfig } from '../models/index.js';
 import { bridgeVersions } from '../python/bridge-commands.js';
 import { type ExportResult, bridgeExport } from '../python/export-commands.js';
-import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
+import type { BridgeEnvironment } from '../python/environment.js';
 import { requirementsHash } from '../python/paths.js';
 import { type QuantizeOptions, type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
 import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
 import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
 import { type GgufConversion, convertGguf } from './gguf-weights.js';
+import { environmentStep } from './environment-step.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore, fingerprint } from './state.js';
 import { sphanaVersion } from '../version.js';
@@ -108,7 +109,8 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
 
   const source = await resolveSource({ ...options, onProgress: (m) => events.progress('weights', m) });
   let env: BridgeEnvironment | undefined;
-  const bridge = async () => (env ??= await ensureBridgeEnvironment({ signal: options.signal, onProgress: (l) => events.progress('environment', l) }));
+  const bridge = async () => (env ??= await environmentStep(events, { signal: options.signal, record: (seconds) => steps.push({ step: 'environment', seconds, skipped: false }) }));
+  await bridge(); // every run needs it (at least for the tool versions); its own step, before the others' spinners
   const hfDir = () => source.dir ?? join(workDir, 'hf');
   const weightsPrint = fingerprint({ identity: source.identity, requirements: requirementsHash() });
 

@@ -131,16 +131,49 @@ export function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 async function build(temp: string, finalDir: string, python: FoundPython, status: EnvironmentStatus, env: NodeJS.ProcessEnv, options: EnsureOptions): Promise<void> {
   const progress = options.onProgress ?? (() => {});
-  progress(`Creating a virtual environment with Python ${python.version}`);
+  progress(`creating a virtual environment with Python ${python.version}`);
   await runStep('python -m venv', python.executable, ['-m', 'venv', temp], env, options);
   const requirements = join(status.bridgeDir, 'requirements.txt');
-  progress('Installing the bridge requirements with pip');
+  const pip = new PipProgress(requirementCount(readFileSync(requirements, 'utf8')));
+  progress(`installing ${pip.total} pinned packages with pip`);
   await runStep('pip install', venvPython(temp), ['-m', 'pip', 'install', '--disable-pip-version-check', '-r', requirements], env, options, (line) => {
-    if (PROGRESS.test(line.trim())) progress(line.trim());
+    const message = pip.line(line);
+    if (message) progress(message);
   });
   rewritePaths(temp, finalDir);
   const marker: Marker = { requirementsHash: status.requirementsHash, basePython: python.executable, pythonVersion: python.version, createdAt: new Date().toISOString() };
   writeFileSync(join(temp, MARKER), `${JSON.stringify(marker, null, 2)}\n`);
+}
+
+/** The `name==version` lines pip will install (comments and blank lines are not packages). */
+export function requirementCount(text: string): number {
+  return text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter((l) => l && !l.startsWith('-')).length;
+}
+
+/**
+ * pip's output turned into figures a person can follow: "collecting torch 2.13.0 (3/45)" while it
+ * resolves and downloads, then "installing 45 packages" (pip prints nothing more until it is done;
+ * unpacking torch takes most of the time).
+ */
+export class PipProgress {
+  private collected = 0;
+  constructor(readonly total: number) {}
+
+  line(raw: string): string | undefined {
+    const line = raw.trim();
+    let m = /^Collecting ([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?(?:==([^\s;]+))?/.exec(line);
+    if (m) {
+      this.collected += 1;
+      return `collecting ${m[1]}${m[2] ? ` ${m[2]}` : ''} (${Math.min(this.collected, this.total)}/${this.total})`;
+    }
+    m = /^(?:Processing|Downloading) (\S+)(?:\s+\(([^)]*)\))?/.exec(line);
+    if (m) return `${line.startsWith('Processing') ? 'reading' : 'downloading'} ${m[1].split('/').pop()}${m[2] ? ` (${m[2]})` : ''} (${Math.min(this.collected, this.total)}/${this.total})`;
+    m = /^Installing collected packages: (.*)$/.exec(line);
+    if (m) return `installing ${m[1].split(',').length} packages (torch is the slow one)`;
+    if (/^Successfully installed/.test(line)) return `installed ${this.total}/${this.total}`;
+    if (PROGRESS.test(line)) return line;
+    return undefined;
+  }
 }
 
 async function runStep(
