@@ -6,6 +6,7 @@ import { benchGguf } from './gguf.js';
 import { benchFuzz } from './fuzz.js';
 import { benchInspect } from './inspect.js';
 import { benchInt8 } from './int8.js';
+import { benchStartup } from './startup.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
 
@@ -27,6 +28,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   gguf: () => benchGguf(cache, bin, python, root),
   fuzz: () => benchFuzz(root, python, bin),
   int8: () => benchInt8(cache, python),
+  startup: () => benchStartup(cache, python, bin),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];

@@ -1,5 +1,12 @@
 #!/usr/bin/env node
 // The sphana command: a thin launcher for the compiled CLI in dist/.
+// `sphana --version` answers from package.json without loading the CLI (start-up: bench/startup.ts).
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  const { readFileSync } = await import('node:fs');
+  process.stdout.write(`${JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version}\n`);
+  process.exit(0);
+}
 let main;
 try {
   ({ main } = await import('../dist/src/cli/main.js'));

@@ -156,21 +156,31 @@ export function requirementCount(text: string): number {
  * unpacking torch takes most of the time).
  */
 export class PipProgress {
-  private collected = 0;
+  private readonly seen = new Set<string>();
+  private installing?: number;
   constructor(readonly total: number) {}
+
+  private get collected(): number {
+    return this.seen.size;
+  }
 
   line(raw: string): string | undefined {
     const line = raw.trim();
-    let m = /^Collecting ([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?(?:==([^\s;]+))?/.exec(line);
+    // "Collecting torch==2.13.0 (from -r …)", or for a local wheel "Processing /wheels/torch-2.13.0-cp311-….whl (from -r …)".
+    let m = /^Collecting ([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?(?:==([^\s;]+))?/.exec(line)
+      ?? /^Processing \S*?([A-Za-z0-9_.]+)-([0-9][^-]*)-[^/\s]*\.whl/.exec(line);
     if (m) {
-      this.collected += 1;
+      this.seen.add(m[1].toLowerCase().replace(/[-_.]+/g, '-'));
       return `collecting ${m[1]}${m[2] ? ` ${m[2]}` : ''} (${Math.min(this.collected, this.total)}/${this.total})`;
     }
-    m = /^(?:Processing|Downloading) (\S+)(?:\s+\(([^)]*)\))?/.exec(line);
-    if (m) return `${line.startsWith('Processing') ? 'reading' : 'downloading'} ${m[1].split('/').pop()}${m[2] ? ` (${m[2]})` : ''} (${Math.min(this.collected, this.total)}/${this.total})`;
+    m = /^Downloading (\S+)(?:\s+\(([^)]*)\))?/.exec(line);
+    if (m) return `downloading ${m[1].split('/').pop()}${m[2] ? ` (${m[2]})` : ''} (${Math.min(this.collected, this.total)}/${this.total})`;
     m = /^Installing collected packages: (.*)$/.exec(line);
-    if (m) return `installing ${m[1].split(',').length} packages (torch is the slow one)`;
-    if (/^Successfully installed/.test(line)) return `installed ${this.total}/${this.total}`;
+    if (m) {
+      this.installing = m[1].split(',').length;
+      return `installing ${this.installing} packages (torch is the slow one)`;
+    }
+    if (/^Successfully installed/.test(line)) return `installed ${this.installing ?? this.total} packages`;
     if (PROGRESS.test(line)) return line;
     return undefined;
   }
