@@ -78,6 +78,7 @@ Exit codes:
     .option('--force', 'redo every step')
     .option('--no-verify', 'skip the verification step')
     .option('--threads <n>', 'onnxruntime threads for checks')
+    .option('--dry-run', 'print the plan (steps, skips on resume, weights source, disk and memory estimates) and stop; exit 1 if this machine lacks them')
     .action(run(() => import('../commands/export.js')));
 
   program

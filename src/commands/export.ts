@@ -4,6 +4,7 @@ import { type ExportOptions, runExport } from '../pipeline/export-pipeline.js';
 import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
 import { STRATEGIES, type StrategyChoice } from '../quantize/run.js';
 import { bytes } from './inspect-render.js';
+import type { ExportPlan } from '../pipeline/export-plan.js';
 
 export interface ExportCliOptions extends QuantFlags {
   synthetic?: string;
@@ -19,6 +20,7 @@ export interface ExportCliOptions extends QuantFlags {
   force?: boolean;
   verify: boolean;
   threads?: string;
+  dryRun?: boolean;
 }
 
 function choice<T extends string>(value: string, allowed: readonly T[], flag: string): T {
@@ -53,6 +55,13 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
       failed: (step) => { open.get(step)?.fail(); open.delete(step); },
     },
   };
+  if (o.dryRun) {
+    const { gatherPlanFacts, planExport } = await import('../pipeline/export-plan.js');
+    const plan = planExport(await gatherPlanFacts(options));
+    out.json(JSON.stringify(plan));
+    if (!out.options.json) out.result(renderPlan(plan));
+    return plan.ok ? 0 : 1;
+  }
   const summary = await runExport(options);
   out.json(JSON.stringify(summary));
   if (!out.options.json) {
@@ -66,4 +75,25 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
     for (const f of summary.files) out.result(`  ${f.path.padEnd(40)} ${bytes(f.bytes).padStart(10)}  ${f.sha256.slice(0, 12)}`);
   }
   return 0;
+}
+
+const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+/** The dry-run plan as people read it. */
+export function renderPlan(plan: ExportPlan): string {
+  const e = plan.estimate;
+  const m = plan.machine;
+  const width = Math.max(...plan.steps.map((s) => s.step.length));
+  const lines = [
+    `plan for ${plan.model} → ${plan.dir}`,
+    `weights:    ${plan.weights.detail}${plan.weights.present ? '' : ' (not on this machine yet)'}`,
+    `parameters: ${plan.parameters.toLocaleString('en-US')} (from the config)`,
+    `precision:  ${plan.precision}; strategy order: ${plan.strategyOrder.join(' → ')}`,
+    'steps:',
+    ...plan.steps.map((s) => `  ${s.step.padEnd(width)}  ${s.action === 'skip' ? 'skip' : 'run '}  ${s.why}`),
+    `estimate:   fp32 model ${gib(e.fp32ModelBytes)}, ${plan.precision} ${gib(e.quantizedModelBytes)} (${(e.ratios.quantized * 100).toFixed(0)} %); disk at --out ${gib(e.diskBytes)}; peak memory ${gib(e.peakMemoryBytes)} (${e.ratios.peakMemory}× fp32, bench/results/export.md)`,
+    `machine:    ${m.freeDiskBytes === null ? 'free disk unknown' : `${gib(m.freeDiskBytes)} free disk`} (${m.enoughDisk === false ? 'NOT enough' : m.enoughDisk ? 'enough' : '?'}); memory ${gib(m.availableMemoryBytes)} available of ${gib(m.totalMemoryBytes)} (${m.enoughMemory ? 'enough' : 'NOT enough'})`,
+  ];
+  for (const p of plan.problems) lines.push(`problem:    ${p}`);
+  return lines.join('\n');
 }
