@@ -8,8 +8,9 @@ import { MANIFEST_FILE, type Manifest, type ManifestFile, type Precision } from 
 import { isInside, safePathIn } from '../security/safe-path.js';
 import { fileBytes, fsyncPath, renameDurable, sha256File } from './files.js';
 import { acquireLock } from './lock.js';
+import { type Layout, PLAIN_MODEL, layoutPlan } from './layouts.js';
 
-export const DEPLOYED_MODEL = 'llm_generator.onnx';
+export const DEPLOYED_MODEL = PLAIN_MODEL;
 
 export interface DeployReport {
   from: string;
@@ -23,6 +24,8 @@ export interface DeployOptions {
   force?: boolean;
   /** Deploy an artifact whose recorded verification failed or never ran. */
   allowUnverified?: boolean;
+  /** The consumer layout (src/artifacts/layouts.ts); default plain. */
+  layout?: Layout;
 }
 
 /**
@@ -48,18 +51,8 @@ export async function deployArtifacts(artifact: string, to: string, precision: P
   }
   const target = resolve(to);
   checkTargetPlace(target, dir);
-  const byPath = new Map(manifest.files.map((f) => [f.path, f]));
-  const plan: Array<{ from: ManifestFile; name: string }> = [];
-  const want = (path: string, name: string) => {
-    const entry = byPath.get(path);
-    if (!entry) throw new JobFailedError('E_MANIFEST_INCOMPLETE', `the manifest does not list ${path}`);
-    plan.push({ from: entry, name });
-  };
-  want(model.path, DEPLOYED_MODEL);
-  for (const data of model.externalData) want(data, basename(data));
-  for (const f of manifest.files) {
-    if (['tokenizer', 'tokenizer-config', 'special-tokens', 'config', 'generation-config', 'genai-config'].includes(f.role)) want(f.path, basename(f.path));
-  }
+  const layout = layoutPlan(options.layout ?? 'plain', manifest, precision);
+  const plan = layout.files;
   const names = new Set<string>();
   for (const p of plan) {
     if (names.has(p.name) || p.name === MANIFEST_FILE) throw new InputError('E_BAD_MANIFEST', `two deployed files would be named ${p.name}`, { hint: 'the manifest is damaged or not written by sphana' });
@@ -86,28 +79,30 @@ export async function deployArtifacts(artifact: string, to: string, precision: P
         if (!stat.isFile()) throw new InputError('E_BAD_MANIFEST', `${from.path} is not a regular file`, { hint: 'the artifact is damaged' });
         if (stat.size !== from.bytes) throw mismatch(from, `is ${stat.size} bytes, the manifest records ${from.bytes}`);
         const dest = join(staging, name);
+        mkdirSync(dirname(dest), { recursive: true });
         copyFileSync(source, dest);
         const sha = await sha256File(dest);
         if (sha !== from.sha256 || fileBytes(dest) !== from.bytes) throw mismatch(from, `the copy's sha256 ${sha.slice(0, 12)}… differs from the manifest's ${from.sha256.slice(0, 12)}…`);
-        if (from.role === 'genai-config') {
-          // Checked against the record above, then rewritten to name the deployed model.
-          let json: { model?: { decoder?: { filename?: string } } };
+        // Checked against the record above, then rewritten as the layout needs (genai_config.json's model name, transformers.js_config).
+        let rewritten: Record<string, unknown> | undefined;
+        if (from.path.endsWith('.json')) {
+          let json: Record<string, unknown>;
           try {
-            json = JSON.parse(readFileSync(dest, 'utf8')) as typeof json;
+            json = JSON.parse(readFileSync(dest, 'utf8')) as Record<string, unknown>;
           } catch (error) {
             throw new InputError('E_BAD_JSON', `${from.path}: ${(error as Error).message}`);
           }
-          if (json.model?.decoder) json.model.decoder.filename = DEPLOYED_MODEL;
-          writeFileSync(dest, `${JSON.stringify(json, null, 2)}\n`);
+          rewritten = layout.rewrite(from.role, json);
+          if (rewritten) writeFileSync(dest, `${JSON.stringify(rewritten, null, 2)}\n`);
         }
         fsyncPath(dest);
-        files.push({ path: name, bytes: fileBytes(dest), sha256: from.role === 'genai-config' ? await sha256File(dest) : sha });
+        files.push({ path: name, bytes: fileBytes(dest), sha256: rewritten ? await sha256File(dest) : sha });
       }
       const roleOf = new Map(plan.map((p) => [p.name, p.from]));
       const deployed: Manifest = {
         ...manifest,
-        models: [{ ...model, path: DEPLOYED_MODEL, externalData: model.externalData.map((d) => basename(d)) }],
-        files: files.map((f) => ({ ...f, role: roleOf.get(f.path)!.role, ...(roleOf.get(f.path)!.precision ? { precision } : {}) })),
+        models: layout.models,
+        files: files.map((f) => ({ ...f, role: roleOf.get(f.path)!.role, ...(roleOf.get(f.path)!.precision ? { precision: roleOf.get(f.path)!.precision } : {}) })),
         tokenizer: { ...manifest.tokenizer, files: manifest.tokenizer.files.map((f) => basename(f)) },
       };
       writeFileSync(join(staging, MANIFEST_FILE), `${JSON.stringify(deployed, null, 2)}\n`);

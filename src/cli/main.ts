@@ -136,6 +136,7 @@ Exit codes:
     .argument('<artifact>', 'artifact folder (or its manifest.json)')
     .option('--to <dir>', 'the consumer folder to create')
     .option('--precision <p>', 'fp32 | int8 | int4', 'int8')
+    .option('--layout <name>', 'plain (llm_generator.onnx) | genai (onnxruntime-genai) | transformers.js (onnx/model.onnx, onnx/model_int8.onnx)', 'plain')
     .option('--force', 'replace a previous sphana deployment in that folder')
     .option('--allow-unverified', 'deploy an artifact whose verification failed or never ran')
     .action(run(() => import('../commands/deploy.js')));
