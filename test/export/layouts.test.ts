@@ -142,3 +142,13 @@ test('onnxruntime-genai generates from --layout genai the tokens of sphana\'s de
     }
   }
 });
+
+test('export --dry-run after a finished export plans to skip every step (its fingerprints are the pipeline\'s), and a new precision reruns quantize only', () => {
+  const args = ['export', 'llama-3.2-1b', '--synthetic', 'tiny', '--out', join(root, 'llama-3.2-1b'), '--no-verify', '--dry-run', '--json'];
+  const same = sphana(args);
+  assert.equal(same.exitCode, 0, same.stderr);
+  const plan = JSON.parse(same.stdout) as { steps: Array<{ step: string; action: string }> };
+  assert.deepEqual(plan.steps.filter((s) => s.action === 'run').map((s) => s.step), ['manifest']);
+  const int4 = JSON.parse(sphana([...args, '--precision', 'int4']).stdout) as { steps: Array<{ step: string; action: string }> };
+  assert.deepEqual(int4.steps.filter((s) => s.action === 'run').map((s) => s.step), ['quantize', 'manifest']);
+});
