@@ -32,6 +32,11 @@ function choice<T extends string>(value: string, allowed: readonly T[], flag: st
 export async function run([model]: string[], o: ExportCliOptions, out: Output): Promise<number> {
   if (!/^\d+$/.test(o.seed)) throw new UsageError('--seed must be a non-negative integer');
   const open = new Map<string, Step>();
+  const implicit = new Set<string>();
+  const closeImplicit = () => {
+    for (const step of implicit) { open.get(step)?.succeed(); open.delete(step); }
+    implicit.clear();
+  };
   const options: ExportOptions = {
     model,
     synthetic: o.synthetic === undefined ? undefined : choice(o.synthetic, ['tiny', 'full'] as const, '--synthetic'),
@@ -49,8 +54,12 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
     verify: o.verify,
     threads: o.threads ? Number(o.threads) : undefined,
     events: {
-      start: (step, label) => open.set(step, out.step(label)),
-      progress: (step, message) => open.get(step)?.update(message),
+      start: (step, label) => { closeImplicit(); open.set(step, out.step(label)); },
+      // Progress before its step started (the weights download happens while the source is resolved): a step of its own.
+      progress: (step, message) => {
+        if (!open.has(step)) { open.set(step, out.step(step === 'weights' ? 'weights (download)' : step)); implicit.add(step); }
+        open.get(step)?.update(message);
+      },
       done: (step, info) => { open.get(step)?.succeed(info.skipped ? 'skipped: up to date' : info.detail); open.delete(step); },
       failed: (step) => { open.get(step)?.fail(); open.delete(step); },
     },
@@ -62,7 +71,7 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
     if (!out.options.json) out.result(renderPlan(plan));
     return plan.ok ? 0 : 1;
   }
-  const summary = await runExport(options);
+  const summary = await runExport(options).finally(closeImplicit);
   out.json(JSON.stringify(summary));
   if (!out.options.json) {
     const width = Math.max(...summary.steps.map((s) => s.step.length));

@@ -1,3 +1,4 @@
+import { progressText } from '../progress.js';
 import type { Output, Step } from '../cli/output.js';
 import { UsageError } from '../errors.js';
 import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
@@ -35,7 +36,7 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
     force: options.force,
     threads: options.threads ? Number(options.threads) : undefined,
     onAttempt: (strategy, setting) => { step = out.step(`quantize ${options.precision} (${setting ? `${setting}, ` : ''}${strategy})`); },
-    onProgress: (p) => step?.update(p.message),
+    onProgress: (p) => step?.update(progressText(p)),
     onAttemptDone: (a) => {
       if (a.ok) step?.succeed();
       else step?.fail(a.error ? `${a.error.class}: ${a.error.message}` : '');

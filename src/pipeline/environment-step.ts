@@ -34,3 +34,4 @@ export async function environmentStep(
     throw error;
   }
 }
+

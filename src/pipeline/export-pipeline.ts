@@ -17,6 +17,7 @@ import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
 import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
 import { type GgufConversion, convertGguf } from './gguf-weights.js';
 import { environmentStep } from './environment-step.js';
+import { progressText } from '../progress.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore, fingerprint } from './state.js';
 import { sphanaVersion } from '../version.js';
@@ -171,6 +172,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
         input: modelPath, output: quantPath, precision: options.precision, strategy: options.strategy, force: true, env: await bridge(),
         threads: options.threads, signal: options.signal,
         onAttempt: (s, setting) => events.progress('quantize', `trying ${setting ? `${setting}, ` : ''}${s}`),
+        onProgress: (p) => events.progress('quantize', progressText(p)),
         onAttemptDone: (a) => events.progress('quantize', `${a.setting ? `${a.setting} / ` : ''}${a.strategy}: ${a.ok ? 'ok' : `${a.error?.class}: ${a.error?.message}`}`),
       });
       return { result, detail: `via ${result.strategy}, ${result.setting}${result.slowerThanFp32 ? ' (SLOWER than fp32 on this CPU)' : ''}` };

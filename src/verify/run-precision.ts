@@ -126,6 +126,7 @@ export async function runPrecision(manifest: Manifest, precision: Precision, mod
     for (const [i, ids] of inputs.phases.agreement && (inputs.keepLogits || inputs.reference) ? inputs.agreementPrompts.entries() : []) {
       runner.reset();
       const r = await runner.step(ids);
+      progress(`agreement prompts ${i + 1}/${inputs.agreementPrompts.length}`);
       const rows = Float32Array.from(r.logits);
       if (inputs.keepLogits) logits.push(rows);
       const ref = inputs.reference?.[i];

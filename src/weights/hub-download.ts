@@ -6,6 +6,7 @@ import { renameDurable, writeFileAtomic } from '../artifacts/files.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { COMMIT_SHA, safePathIn, unsafeRevisionReason } from '../security/safe-path.js';
 import { repoFolder } from './hf-cache.js';
+import { type DownloadProgress, downloadText } from '../progress.js';
 
 /** Files of a model repo sphana needs (weights, configs, tokenizer). */
 const WANTED = /^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|tokenizer\.json|tokenizer\.model|tokenizer_config\.json|special_tokens_map\.json)$/;
@@ -37,6 +38,8 @@ export interface DownloadOptions {
   endpoint?: string;
   token?: string;
   onProgress?: (message: string) => void;
+  /** Bytes as they arrive (at most every 250 ms per file, and at its end); onProgress gets the same as text. */
+  onBytes?: (progress: DownloadProgress) => void;
   fetchImpl?: typeof fetch;
   timeouts?: HubTimeouts;
 }
@@ -186,7 +189,17 @@ export async function downloadFromHub(cache: string, hubId: string, revision: st
     mkdirSync(dirname(file.target), { recursive: true });
     const forget = removeOnExit(tmp);
     try {
-      const got = await streamChecked(response, abort, tmp, file.size, timeouts, file.name, endpoint.shown);
+      let last = 0;
+      const report = (bytes: number, force: boolean) => {
+        const now = performance.now();
+        if (!force && now - last < 250) return;
+        last = now;
+        const p: DownloadProgress = { file: file.name, index: i + 1, files: plan.length, bytes, totalBytes: file.size };
+        options.onBytes?.(p);
+        options.onProgress?.(`downloading ${downloadText(p)}`);
+      };
+      const got = await streamChecked(response, abort, tmp, file.size, timeouts, file.name, endpoint.shown, (bytes) => report(bytes, false));
+      report(got.bytes, true);
       const sha1 = got.sha1Blob;
       if (got.bytes !== file.size) throw untrusted(`${file.name}: got ${got.bytes} bytes, the API says ${file.size}`);
       if (file.sha256 !== null && got.sha256 !== file.sha256) throw untrusted(`${file.name}: sha256 ${got.sha256.slice(0, 12)}… differs from the API's ${file.sha256.slice(0, 12)}…`);
@@ -218,7 +231,7 @@ async function readBody(response: Response, abort: AbortController, timeouts: Hu
 }
 
 /** Streams a body to `tmp`, hashing it, never writing more than `size` bytes. */
-async function streamChecked(response: Response, abort: AbortController, tmp: string, size: number, timeouts: HubTimeouts, what: string, shown: string): Promise<{ bytes: number; sha256: string; sha1Blob: string }> {
+async function streamChecked(response: Response, abort: AbortController, tmp: string, size: number, timeouts: HubTimeouts, what: string, shown: string, onBytes?: (bytes: number) => void): Promise<{ bytes: number; sha256: string; sha1Blob: string }> {
   const sha256 = createHash('sha256');
   const sha1 = createHash('sha1').update(`blob ${size}\0`);
   const out = createWriteStream(tmp, { flags: 'wx' });
@@ -226,6 +239,7 @@ async function streamChecked(response: Response, abort: AbortController, tmp: st
   try {
     for await (const chunk of timedChunks(response, abort, timeouts, what, shown)) {
       bytes += chunk.length;
+      onBytes?.(bytes);
       if (bytes > size) {
         abort.abort();
         throw new InputError('E_HUB_BAD_RESPONSE', `${shown}: ${what} is longer than the ${size} bytes the API says`, { hint: 'the hub sent something sphana cannot trust; nothing was kept' });
