@@ -180,8 +180,3 @@ export async function callBridge<T>(command: string, request: unknown, options: 
     throw protocolError(`unexpected result shape (${why})`, JSON.stringify(result.data));
   }
 }
-
-export {
-  bridgeQuantize, bridgeVersions, parseQuantize, parseVersions,
-  type BridgeVersions, type QuantizePrecision, type QuantizeRequest, type QuantizeResult, type QuantizeStrategy,
-} from './bridge-commands.js';
