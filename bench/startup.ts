@@ -17,7 +17,7 @@ export async function benchStartup(cache: string, python: string, bin: string, r
   const node = median(process.execPath, ['-e', '0'], runs);
   const version = median(process.execPath, [bin, '--version'], runs);
   const help = median(process.execPath, [bin, '--help'], runs);
-  const cat = median('cat', [model], runs);
+  const cat = median('sh', ['-c', `cat '${model}' > /dev/null`], runs);
   const inspect = median(process.execPath, [bin, 'inspect', '--json', model], runs);
   for (const m of [version, help, inspect]) if (m.exitCode !== 0) throw new Error('a sphana run failed');
   const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : 'n/a');
