@@ -135,7 +135,7 @@ async function build(temp: string, finalDir: string, python: FoundPython, status
   await runStep('python -m venv', python.executable, ['-m', 'venv', temp], env, options);
   const requirements = join(status.bridgeDir, 'requirements.txt');
   const pip = new PipProgress(requirementCount(readFileSync(requirements, 'utf8')));
-  progress(`installing ${pip.total} pinned packages with pip`);
+  progress(`installing ${packages(pip.total)} pinned in requirements.txt with pip`);
   await runStep('pip install', venvPython(temp), ['-m', 'pip', 'install', '--disable-pip-version-check', '-r', requirements], env, options, (line) => {
     const message = pip.line(line);
     if (message) progress(message);
@@ -144,6 +144,8 @@ async function build(temp: string, finalDir: string, python: FoundPython, status
   const marker: Marker = { requirementsHash: status.requirementsHash, basePython: python.executable, pythonVersion: python.version, createdAt: new Date().toISOString() };
   writeFileSync(join(temp, MARKER), `${JSON.stringify(marker, null, 2)}\n`);
 }
+
+const packages = (n: number) => `${n} package${n === 1 ? '' : 's'}`;
 
 /** The `name==version` lines pip will install (comments and blank lines are not packages). */
 export function requirementCount(text: string): number {
@@ -177,10 +179,11 @@ export class PipProgress {
     if (m) return `downloading ${m[1].split('/').pop()}${m[2] ? ` (${m[2]})` : ''} (${Math.min(this.collected, this.total)}/${this.total})`;
     m = /^Installing collected packages: (.*)$/.exec(line);
     if (m) {
-      this.installing = m[1].split(',').length;
-      return `installing ${this.installing} packages (torch is the slow one)`;
+      const names = m[1].split(',').map((n) => n.trim().toLowerCase());
+      this.installing = names.length;
+      return `installing ${packages(this.installing)}${names.includes('torch') ? ' (torch takes most of the time)' : ''}`;
     }
-    if (/^Successfully installed/.test(line)) return `installed ${this.installing ?? this.total} packages`;
+    if (/^Successfully installed/.test(line)) return `installed ${packages(this.installing ?? this.total)}`;
     if (PROGRESS.test(line)) return line;
     return undefined;
   }
