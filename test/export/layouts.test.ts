@@ -89,6 +89,25 @@ for (const model of MODELS) {
   }
 }
 
+test('transformers.js loads a model whose weights are in external data (a lowered protobuf limit), keeping the data file\'s name', async () => {
+  const out = join(root, 'smollm2-external');
+  const e = sphana(['export', 'smollm2-135m', '--synthetic', 'tiny', '--out', out, '--no-verify', '--json'], { SPHANA_PROTO_LIMIT_BYTES: '60000' });
+  assert.equal(e.exitCode, 0, e.stderr);
+  for (const precision of PRECISIONS) {
+    const to = join(root, `tjs-external-${precision}`);
+    const r = sphana(['deploy', join(out, '0.1.0'), '--to', to, '--precision', precision, '--layout', 'transformers.js', '--json']);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.ok(existsSync(join(to, 'onnx/llm_generator.onnx.data')), readdirSync(join(to, 'onnx')).join(','));
+    const model = inspectFile(join(to, 'onnx/model.onnx'));
+    assert.deepEqual(model.externalDataFiles.map((f) => [f.location, f.status]), [['llm_generator.onnx.data', 'ok']]);
+    const config = JSON.parse(readFileSync(join(to, 'config.json'), 'utf8')) as Record<string, { use_external_data_format?: boolean }>;
+    assert.equal(config['transformers.js_config']?.use_external_data_format, false);
+    const got = transformersJs(to, precision);
+    const ours = await sphanaGreedy(join(to, precision === 'fp32' ? 'onnx/model.onnx' : 'onnx/model_int8.onnx'), got.prompt);
+    assert.deepEqual(got.tokens, untilEos(ours, eosOf(join(out, '0.1.0'))), `${precision}: transformers.js ${got.tokens} vs sphana ${ours}`);
+  }
+});
+
 /** onnxruntime-genai from PyPI in a test-only folder (pip --target, never the bridge env); null when it cannot be installed. */
 function genaiPath(): string | null {
   const target = join(process.env.SPHANA_CACHE_DIR ?? join(process.env.HOME ?? tmpdir(), '.cache/sphana'), 'test-onnxruntime-genai-0.18.0');
