@@ -73,7 +73,7 @@ for (const model of MODELS) {
   for (const precision of PRECISIONS) {
     test(`transformers.js loads ${model} ${precision} from --layout transformers.js and generates sphana's greedy tokens`, async () => {
       const to = join(root, `tjs-${model}-${precision}`);
-      const r = sphana(['deploy', artifacts[model], '--to', to, '--precision', precision, '--layout', 'transformers.js', '--json']);
+      const r = sphana(['deploy', artifacts[model], '--to', to, '--precision', precision, '--layout', 'transformers.js', '--allow-unverified', '--json']);
       assert.equal(r.exitCode, 0, r.stderr);
       assert.ok(existsSync(join(to, 'onnx/model.onnx')) && existsSync(join(to, 'onnx/model_int8.onnx')), readdirSync(join(to, 'onnx')).join(','));
       for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'manifest.json']) assert.ok(existsSync(join(to, f)), f);
@@ -95,7 +95,7 @@ test('transformers.js loads a model whose weights are in external data (a lowere
   assert.equal(e.exitCode, 0, e.stderr);
   for (const precision of PRECISIONS) {
     const to = join(root, `tjs-external-${precision}`);
-    const r = sphana(['deploy', join(out, '0.1.0'), '--to', to, '--precision', precision, '--layout', 'transformers.js', '--json']);
+    const r = sphana(['deploy', join(out, '0.1.0'), '--to', to, '--precision', precision, '--layout', 'transformers.js', '--allow-unverified', '--json']);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.ok(existsSync(join(to, 'onnx/llm_generator.onnx.data')), readdirSync(join(to, 'onnx')).join(','));
     const model = inspectFile(join(to, 'onnx/model.onnx'));
@@ -148,7 +148,7 @@ test('onnxruntime-genai generates from --layout genai the tokens of sphana\'s de
   for (const model of MODELS) {
     for (const precision of PRECISIONS) {
       const to = join(root, `genai-${model}-${precision}`);
-      const r = sphana(['deploy', artifacts[model], '--to', to, '--precision', precision, '--layout', 'genai', '--json']);
+      const r = sphana(['deploy', artifacts[model], '--to', to, '--precision', precision, '--layout', 'genai', '--allow-unverified', '--json']);
       assert.equal(r.exitCode, 0, r.stderr);
       const genai = JSON.parse(readFileSync(join(to, 'genai_config.json'), 'utf8')) as { model: { decoder: { filename: string } } };
       const file = genai.model.decoder.filename;
