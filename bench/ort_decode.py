@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--past-value", default="past_key_values.%d.value")
     ap.add_argument("--present-key", default="present.%d.key")
     ap.add_argument("--present-value", default="present.%d.value")
+    ap.add_argument("--kv-heads", type=int, help="when the model's KV inputs leave it symbolic")
+    ap.add_argument("--head-dim", type=int, help="when the model's KV inputs leave it symbolic (onnxruntime-genai's builder)")
     a = ap.parse_args()
     ids = [int(i) for i in json.loads(a.ids)]
 
@@ -61,7 +63,10 @@ def main() -> int:
     key_re = re.compile("^" + re.escape(a.past_key).replace("%d", r"(\d+)") + "$")
     layers = sorted(int(m.group(1)) for n in inputs if (m := key_re.match(n)))
     first = inputs[a.past_key % layers[0]]
-    kv_heads, head_dim = first.shape[1], first.shape[3]
+    kv_heads = first.shape[1] if isinstance(first.shape[1], int) else a.kv_heads
+    head_dim = first.shape[3] if isinstance(first.shape[3], int) else a.head_dim
+    if not isinstance(kv_heads, int) or not isinstance(head_dim, int):
+        raise SystemExit(f"{first.name} has symbolic dims {first.shape}: pass --kv-heads and --head-dim")
     kv_type = np.float16 if "float16" in first.type else np.float32
     pairs = [(a.past_key % i, a.present_key % i) for i in layers] + [(a.past_value % i, a.present_value % i) for i in layers]
 

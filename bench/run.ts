@@ -7,6 +7,7 @@ import { benchFuzz } from './fuzz.js';
 import { benchInspect } from './inspect.js';
 import { benchInt8 } from './int8.js';
 import { benchStartup } from './startup.js';
+import { benchPeers } from './peers.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
 
@@ -29,6 +30,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   fuzz: () => benchFuzz(root, python, bin),
   int8: () => benchInt8(cache, python),
   startup: () => benchStartup(cache, python, bin),
+  peers: () => benchPeers(cache, bin, python),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];
