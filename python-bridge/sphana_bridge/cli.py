@@ -75,6 +75,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gguf-info": ("sphana_bridge.gguf_source", "run_gguf_info"),
     "gguf-to-hf": ("sphana_bridge.gguf_source", "run_gguf_to_hf"),
     "reference-generate": ("sphana_bridge.reference", "run_reference_generate"),
+    "optimize": ("sphana_bridge.optimize", "run_optimize"),
 }
 
 
