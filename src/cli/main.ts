@@ -74,6 +74,7 @@ Exit codes:
     .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
     .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm)
     .option('--exporter <name>', 'dynamo | torchscript', 'dynamo')
+    .option('--optimize <mode>', 'onnxruntime fusions between export and quantize, parity-gated: none | ort', 'none')
     .option('--seed <n>', 'seed for synthetic weights', '0')
     .option('--force', 'redo every step')
     .option('--no-verify', 'skip the verification step')

@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import { type ExportOptions, runExport } from '../pipeline/export-pipeline.js';
 import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
 import { STRATEGIES, type StrategyChoice } from '../quantize/run.js';
+import { OPTIMIZE_MODES } from '../pipeline/optimize-step.js';
 import { bytes } from './inspect-render.js';
 import type { ExportPlan } from '../pipeline/export-plan.js';
 
@@ -16,6 +17,7 @@ export interface ExportCliOptions extends QuantFlags {
   precision: string;
   strategy: string;
   exporter: string;
+  optimize: string;
   seed: string;
   force?: boolean;
   verify: boolean;
@@ -49,6 +51,7 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
     quant: parseQuantFlags(choice(o.precision, ['int8', 'int4'] as const, '--precision'), o),
     strategy: choice(o.strategy, ['auto', ...STRATEGIES] as const, '--strategy') as StrategyChoice,
     exporter: choice(o.exporter, ['dynamo', 'torchscript'] as const, '--exporter'),
+    optimize: choice(o.optimize, OPTIMIZE_MODES, '--optimize'),
     seed: Number(o.seed),
     force: !!o.force,
     verify: o.verify,

@@ -25,6 +25,12 @@ export interface ManifestInput {
   parity: Manifest['parity'];
   verification: Manifest['verification'];
   tools: Record<string, string>;
+  optimization?: Manifest['optimization'];
+}
+
+/** Ops of a non-standard domain (the reader keys them `domain.op_type`; `ai.onnx.ml` and the like count too). */
+export function requiredOps(summary: Pick<ModelSummary, 'ops'>): string[] {
+  return Object.keys(summary.ops).filter((op) => op.includes('.') && !op.startsWith('ai.onnx.')).sort();
 }
 
 const ROLES: Array<[RegExp, FileRole]> = [
@@ -82,7 +88,7 @@ export async function buildManifest(input: ManifestInput): Promise<Manifest> {
     for (const f of externalData) precisionOf.set(f, m.precision);
     models.push({
       precision: m.precision, path: m.path, externalData, inputs: summary.inputs, outputs: summary.outputs,
-      opset: summary.opsets[''] ?? 0, parameters: Number(summary.initializers.parameters),
+      opset: summary.opsets[''] ?? 0, parameters: Number(summary.initializers.parameters), requiredOps: requiredOps(summary),
     });
   }
   if (!kvCache) throw new JobFailedError('E_NO_MODELS', 'no model files to describe');
@@ -126,6 +132,7 @@ export async function buildManifest(input: ManifestInput): Promise<Manifest> {
     quantization: input.quantization,
     verification: input.verification,
     parity: input.parity,
+    ...(input.optimization !== undefined ? { optimization: input.optimization } : {}),
     tools: input.tools,
   };
 }

@@ -73,6 +73,21 @@ export interface ManifestModel {
   outputs: Array<{ name: string; type: string | null; shape: Array<number | string | null> | null }>;
   opset: number;
   parameters: number;
+  /** Ops outside the standard ONNX domain (`com.microsoft.GroupQueryAttention`, …): a consumer's runtime must implement them. */
+  requiredOps: string[];
+}
+
+/** The optimize step (onnxruntime fusions), when it ran. */
+export interface ManifestOptimization {
+  mode: string;
+  applied: boolean;
+  /** Why the unfused model was kept. */
+  reason: string | null;
+  fusionCounts: Record<string, number>;
+  nonStandardOps: string[];
+  /** A tied LM head rewritten as a MatMul on a transposed copy of the embedding table. */
+  untiedLmHead: boolean;
+  parity: Record<string, unknown> | null;
 }
 
 export interface QuantizationAttempt {
@@ -143,5 +158,6 @@ export interface Manifest {
   quantization: QuantizationSection | null;
   verification: Record<string, unknown> | null;
   parity: Record<string, unknown> | null;
+  optimization?: ManifestOptimization | null;
   tools: Record<string, string>;
 }

@@ -1,5 +1,5 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { genaiConfig } from '../artifacts/genai-config.js';
 import { runTag, sweepOnExit, sweepStaging } from '../cleanup.js';
 import { acquireLock } from '../artifacts/lock.js';
@@ -10,6 +10,7 @@ import type { Manifest, Precision } from '../manifest/schema.js';
 import { describeArchitecture, type HfConfig } from '../models/index.js';
 import { bridgeVersions } from '../python/bridge-commands.js';
 import { type ExportResult, bridgeExport } from '../python/export-commands.js';
+import { type OptimizeMode, type OptimizeSummary, optimizeStep } from './optimize-step.js';
 import type { BridgeEnvironment } from '../python/environment.js';
 import { requirementsHash } from '../python/paths.js';
 import { type QuantizeOptions, type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
@@ -39,6 +40,8 @@ export interface ExportOptions {
   /** Scheme, accuracy level and int4 settings (default: the gate's ladder, see settingsLadder). */
   quant?: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>;
   exporter: 'dynamo' | 'torchscript';
+  /** onnxruntime fusions between export and quantize (default none). */
+  optimize?: OptimizeMode;
   seed: number;
   force: boolean;
   verify: boolean;
@@ -138,10 +141,15 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   if (source.synthetic && existsSync(join(workDir, 'hf', 'config.json'))) source.dir = join(workDir, 'hf');
 
   const modelPath = join(onnxDir, MODEL_FILE);
-  const exportPrint = fingerprint({ weightsPrint, exporter: options.exporter, limit: protoLimitBytes() });
+  const optimize = options.optimize ?? 'none';
+  // With --optimize ort the export lands in the work folder and the optimize step writes modelPath.
+  const exportPath = optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE);
+  const exportPrint = fingerprint({ weightsPrint, exporter: options.exporter, limit: protoLimitBytes(), ...(optimize === 'none' ? {} : { exportPath: 'unfused' }) });
+  const optimizePrint = fingerprint({ exportPrint, optimize });
   const assemblePrint = fingerprint({ weightsPrint, exportPrint });
   // Weights are needed only by a step that has to run.
-  if (options.force || !state.upToDate('export', exportPrint) || !state.upToDate('assemble', assemblePrint)) await ensureWeights();
+  if (options.force || !state.upToDate('export', exportPrint) || !state.upToDate('assemble', assemblePrint)
+    || (optimize !== 'none' && !state.upToDate('optimize', optimizePrint))) await ensureWeights();
   if (source.gguf) {
     // The file's facts go into the manifest even when every step that needs the weights is up to date.
     converted ??= state.resultOf('weights', weightsPrint) as GgufConversion | undefined;
@@ -149,21 +157,29 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
     source.manifestSource = { ...source.manifestSource, gguf: converted!.gguf };
   }
   const exported = await step<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, exportPrint,
-    () => [modelPath, `${modelPath}.data`].filter(existsSync),
+    () => [exportPath, `${exportPath}.data`].filter(existsSync),
     async () => {
-      for (const f of [modelPath, `${modelPath}.data`]) rmSync(f, { force: true });
-      sweepStaging(onnxDir);
-      const unsweep = sweepOnExit(onnxDir);
+      for (const f of [exportPath, `${exportPath}.data`]) rmSync(f, { force: true });
+      mkdirSync(dirname(exportPath), { recursive: true });
+      sweepStaging(dirname(exportPath));
+      const unsweep = sweepOnExit(dirname(exportPath));
       const result = await bridgeExport(await bridge(), {
-        modelDir: hfDir(), output: modelPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
+        modelDir: hfDir(), output: exportPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
       }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
       for (const f of [modelPath, `${modelPath}.data`, onnxDir]) if (existsSync(f)) fsyncPath(f);
       return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
     });
 
+  let optimization: OptimizeSummary | null = null;
+  if (optimize !== 'none') {
+    optimization = await step<OptimizeSummary>('optimize', `optimize ${optimize}: onnxruntime fusions + parity gate`, optimizePrint,
+      () => [modelPath, `${modelPath}.data`].filter(existsSync),
+      async () => optimizeStep({ mode: optimize, input: exportPath, output: modelPath, modelDir: hfDir(), env: await bridge(), signal: options.signal, onProgress: (m) => events.progress('optimize', m) }));
+  }
+
   const quantPath = join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`));
-  const quantPrint = fingerprint({ exportPrint, precision: options.precision, strategy: options.strategy, quant: options.quant ?? {} });
+  const quantPrint = fingerprint({ exportPrint, optimizePrint, precision: options.precision, strategy: options.strategy, quant: options.quant ?? {} });
   const quantized = await step<QuantizeReport>('quantize', `quantize ${options.precision} (${options.strategy})`, quantPrint,
     () => [quantPath, `${quantPath}.data`].filter(existsSync),
     async () => {
@@ -215,7 +231,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
       })),
     },
     parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset },
-    verification: null, tools,
+    verification: null, tools, optimization,
   };
   let verification: ExportSummary['verification'] = null;
   const t0 = performance.now();

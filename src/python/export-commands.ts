@@ -109,6 +109,7 @@ export function bridgeExport(env: BridgeEnvironment, request: ExportRequest, opt
   });
 }
 
+<<<<<<< HEAD
 /** What the bridge's GGUF scan reads from a file's header (`gguf` in `gguf-to-hf`'s result; `gguf-info` returns the same). */
 export interface GgufFacts {
   file?: string;
@@ -206,6 +207,54 @@ export function bridgeReferenceGenerate(env: BridgeEnvironment, request: Referen
       return {
         promptIds: ids(o.promptIds, 'promptIds'), tokenizedPrompt: o.tokenizedPrompt === null ? null : ids(o.tokenizedPrompt, 'tokenizedPrompt'),
         tokens: ids(o.tokens, 'tokens'), eosTokenIds: ids(o.eosTokenIds, 'eosTokenIds'), seconds: num(o.seconds, 'seconds'),
+=======
+export interface OptimizeRequest {
+  input: string;
+  output: string;
+  /** The Hugging Face folder the model was exported from: the PyTorch side of the parity gate. */
+  modelDir: string;
+  fusions: 'ort';
+  untieLmHead?: boolean;
+  protoLimitBytes: number;
+  parity?: { promptIds?: number[]; decodeSteps?: number; atol?: number };
+}
+
+export interface OptimizeResult {
+  fusions: string;
+  /** false: fusion failed, changed the I/O or broke parity; nothing was written, `reason` says why. */
+  applied: boolean;
+  reason?: string;
+  output?: string;
+  files: BridgeFile[];
+  externalData: boolean;
+  fusionCounts: Record<string, number>;
+  nonStandardOps: string[];
+  untiedLmHead: Array<{ table: string; shape: number[]; addedBytes: number }>;
+  opsBefore: Record<string, number>;
+  opsAfter?: Record<string, number>;
+  parity?: ParityFigures;
+  seconds: Record<string, number>;
+}
+
+export function bridgeOptimize(env: BridgeEnvironment, request: OptimizeRequest, options: Options = {}): Promise<OptimizeResult> {
+  return callBridge('optimize', request, {
+    ...options, env,
+    parse: (data) => {
+      const o = object(data, 'result');
+      if (typeof o.applied !== 'boolean') throw new Error('applied is not a boolean');
+      if (o.applied) num(object(o.parity, 'parity').maxAbsDiff, 'parity.maxAbsDiff');
+      else if (typeof o.reason !== 'string') throw new Error('a result that was not applied needs a reason');
+      return {
+        fusions: String(o.fusions), applied: o.applied, reason: typeof o.reason === 'string' ? o.reason : undefined,
+        output: typeof o.output === 'string' ? o.output : undefined, files: o.files === undefined ? [] : files(o.files),
+        externalData: !!o.externalData, fusionCounts: (o.fusionCounts ?? {}) as Record<string, number>,
+        nonStandardOps: Array.isArray(o.nonStandardOps) ? o.nonStandardOps.map(String) : [],
+        untiedLmHead: (Array.isArray(o.untiedLmHead) ? o.untiedLmHead : []) as OptimizeResult['untiedLmHead'],
+        opsBefore: object(o.opsBefore, 'opsBefore') as Record<string, number>,
+        opsAfter: o.opsAfter === undefined ? undefined : object(o.opsAfter, 'opsAfter') as Record<string, number>,
+        parity: o.parity === undefined ? undefined : object(o.parity, 'parity') as ParityFigures,
+        seconds: object(o.seconds, 'seconds') as Record<string, number>,
+>>>>>>> b92bb24 (export --optimize ort|none: optimize step between export and quantize (unfused model kept with the reason on failure); manifest lists each model's non-standard ops and the optimization)
       };
     },
   });
