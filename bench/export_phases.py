@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Where the export step's time goes, phase by phase, without cProfile's overhead.
+
+    PYTHONPATH=python-bridge python bench/export_phases.py HF_DIR --layers 2,8 [--out DIR]
+
+For each layer count, a random-weight copy of HF_DIR's architecture with that many layers (all
+other sizes real) is exported by the bridge's own export_model, with timers wrapped around
+torch.onnx's phases: capture (torch.export), decompositions, translation to ONNX, onnxscript's
+optimize; plus the bridge's own load / PyTorch reference / save / parity. Prints one JSON line
+per layer count; a linear fit (fixed + per-layer seconds) tells what stamping one traced layer
+per layer type would save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+timers: dict[str, float] = defaultdict(float)
+
+
+def wrap(owner, name: str, label: str) -> None:
+    original = getattr(owner, name)
+
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            timers[label] += time.perf_counter() - t
+
+    setattr(owner, name, timed)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("hf_dir")
+    ap.add_argument("--layers", default="2,8")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    import torch
+    from torch.onnx._internal.exporter import _capture_strategies, _core, _onnx_program
+
+    from sphana_bridge import export_model as em
+    from sphana_bridge import parity
+    from sphana_bridge.synthetic import synthesize
+
+    torch.set_num_threads(2)
+    wrap(_capture_strategies.CaptureStrategy, "__call__", "capture (torch.export)")
+    wrap(_core, "_prepare_exported_program_for_export", "decompositions")
+    wrap(_core, "_exported_program_to_onnx_program", "translation to ONNX")
+    wrap(_onnx_program.ONNXProgram, "optimize", "onnxscript optimize")
+    wrap(em, "save_model", "save")
+    wrap(em, "load_model", "load")
+    wrap(parity, "torch_reference", "PyTorch reference")
+    wrap(em, "check_parity", "parity (onnxruntime)")
+    with open(os.path.join(a.hf_dir, "config.json")) as f:
+        base = json.load(f)
+    root = a.out or tempfile.mkdtemp(prefix="export-phases-")
+    for n in [int(x) for x in a.layers.split(",")]:
+        timers.clear()
+        cfg = {k: v for k, v in base.items() if not k.startswith("_") and k not in ("transformers_version", "dtype")}
+        cfg["num_hidden_layers"] = n
+        hf = os.path.join(root, f"hf-{n}")
+        synthesize(cfg, None, 0, hf)
+        t = time.perf_counter()
+        r = em.export_model(hf, os.path.join(root, f"onnx-{n}", "llm_generator.onnx"))
+        total = time.perf_counter() - t
+        print(json.dumps({"layers": n, "total": round(total, 2), "phases": {k: round(v, 2) for k, v in timers.items()},
+                          "bridgeSeconds": r["seconds"], "peakRssBytes": r["peakRssBytes"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
