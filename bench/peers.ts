@@ -20,6 +20,7 @@ const THREADS = 2;
 const STEPS = 32;
 const PROMPT_TOKENS = 64;
 const ROUNDS = Number(process.env.SPHANA_PEERS_ROUNDS) || 2;
+const BUILD_TIMEOUT_MS = (Number(process.env.SPHANA_PEERS_BUILD_TIMEOUT) || 1800) * 1000;
 const TOOLS = (process.env.SPHANA_PEERS_TOOLS ?? 'sphana,genai,optimum,llama.cpp').split(',');
 const benchDir = join(import.meta.dirname, '../../bench');
 
@@ -63,9 +64,9 @@ function transformers4Copy(src: string, dest: string): string[] {
   return changes;
 }
 
-async function build(tool: string, label: string, cmd: string, args: string[]): Promise<Build> {
+async function build(tool: string, label: string, cmd: string, args: string[], timeoutMs = BUILD_TIMEOUT_MS): Promise<Build> {
   log(`build: ${tool} ${label}`);
-  const run = await traceRun(cmd, args);
+  const run = await traceRun(cmd, args, process.env, timeoutMs);
   const b: Build = { tool, label, run, seconds: run.seconds, peak: run.peakRssBytes };
   if (run.exitCode !== 0) b.error = `exit ${run.exitCode}: ${tail(run)}`;
   log(`  ${b.error ?? 'ok'} (${run.seconds.toFixed(1)} s, ${MB(run.peakRssBytes)})`);
@@ -112,6 +113,8 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
     builds.push(sb);
     if (sb.run) sphanaRun.push({ label: tool, run: sb.run });
     if (existsSync(sFp32)) models.push({ tool, precision: 'fp32', path: sFp32, files: [sFp32, `${sFp32}.data`], build: sb.label });
+    const unfused = join(sOut, '0.1.0/.sphana-work/unfused/llm_generator.onnx');
+    if (extra.length && existsSync(unfused)) models.push({ tool: `${tool} (its unfused export)`, precision: 'fp32', path: unfused, files: [unfused, `${unfused}.data`], build: sb.label });
     const sInt8 = join(sDir, 'llm_generator.int8.onnx');
     if (!sb.error && existsSync(sInt8)) models.push({ tool, precision: 'int8', path: sInt8, files: [sInt8, `${sInt8}.data`], build: sb.label });
     if (existsSync(sFp32)) {
@@ -139,21 +142,30 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
   if (optimumPy) {
     const hf4 = join(work, 'hf-transformers4');
     notes.push(`- Optimum reads a copy of the HF folder with its config rewritten for transformers 4.x: ${transformers4Copy(HF, hf4).join(', ') || 'no change needed'}.`);
-    const cli = join(optimumPy, '..', 'optimum-cli');
+    // `python -m`, not bin/optimum-cli: the venv was built under a temporary name, so its scripts' shebangs point there.
+    const cli = optimumPy;
+    const cliArgs = ['-m', 'optimum.commands.optimum_cli'];
     const out = join(work, 'optimum-fp32');
     rmSync(out, { recursive: true, force: true });
-    const e = await build('Optimum', 'optimum-cli export onnx --task text-generation-with-past', cli, ['export', 'onnx', '--model', hf4, '--task', 'text-generation-with-past', out]);
+    const e = await build('Optimum', 'optimum-cli export onnx --task text-generation-with-past', cli, [...cliArgs, 'export', 'onnx', '--model', hf4, '--task', 'text-generation-with-past', out]);
     builds.push(e);
     const m = join(out, 'model.onnx');
     if (!e.error && existsSync(m)) {
       models.push({ tool: 'Optimum', precision: 'fp32', path: m, files: [m, `${m}.data`], build: e.label });
       const qout = join(work, 'optimum-int8');
       rmSync(qout, { recursive: true, force: true });
-      const q = await build('Optimum', 'optimum-cli onnxruntime quantize --avx2', cli, ['onnxruntime', 'quantize', '--avx2', '--onnx_model', out, '-o', qout]);
+      const q = await build('Optimum', 'optimum-cli onnxruntime quantize --avx2', cli, [...cliArgs, 'onnxruntime', 'quantize', '--avx2', '--onnx_model', out, '-o', qout]);
       builds.push(q);
       const qm = join(qout, 'model_quantized.onnx');
       if (!q.error && existsSync(qm)) models.push({ tool: 'Optimum', precision: 'int8', path: qm, files: [qm, `${qm}.data`], build: q.label });
     }
+  }
+
+  // Models built elsewhere (SPHANA_PEERS_EXTRA="tool|precision|path;..."), scored and timed with the rest.
+  for (const spec of (process.env.SPHANA_PEERS_EXTRA ?? '').split(';').filter(Boolean)) {
+    const [tool, precision, path] = spec.split('|');
+    if (!existsSync(path)) { notes.push(`- extra model ${tool} ${precision}: ${path} is missing`); continue; }
+    models.push({ tool, precision, path, files: [path, `${path}.data`], build: 'built outside this run' });
   }
 
   // Agreement with the PyTorch reference on the text, one model at a time.

@@ -34,7 +34,7 @@ export interface TracedRun { exitCode: number; stdout: string; stderr: string; s
  * Runs a sphana command (plain output) and samples its process tree's RSS every 200 ms; the phase is
  * the step whose `> label` line was printed last on stderr.
  */
-export function traceRun(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<TracedRun> {
+export function traceRun(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 0): Promise<TracedRun> {
   return new Promise((resolve) => {
     const started = performance.now();
     const child = spawn(cmd, args, { env: { ...env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -55,12 +55,16 @@ export function traceRun(cmd: string, args: string[], env: NodeJS.ProcessEnv = p
         phases.push(current);
       }
     });
+    // A command that cannot start (ENOENT, EACCES) ends like one that failed, with the reason on stderr.
+    child.on('error', (e) => { stderr += `\nerror E_SPAWN: ${e.message}\n`; });
+    const killer = timeoutMs > 0 ? setTimeout(() => { stderr += `\nerror E_TIMEOUT: killed after ${timeoutMs / 1000} s\n`; child.kill('SIGTERM'); }, timeoutMs) : undefined;
     const timer = setInterval(() => {
       const rss = treeRss(child.pid!);
       current.peakRssBytes = Math.max(current.peakRssBytes, rss);
     }, 200);
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       clearInterval(timer);
+      if (killer) clearTimeout(killer);
       current.seconds = (performance.now() - phaseStart) / 1000;
       resolve({
         exitCode: code ?? -1, stdout, stderr, seconds: (performance.now() - started) / 1000,
