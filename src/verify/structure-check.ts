@@ -5,6 +5,7 @@ import { readJson } from '../tokenizer/special-tokens.js';
 import { type Artifact, isSummary, logitsVocab } from './artifact.js';
 import { checkResult, listSome } from './check.js';
 import type { CheckResult } from './types.js';
+import { requiredOps } from '../manifest/build.js';
 
 const KEYS = ['layers', 'numKvHeads', 'headDim'] as const;
 const NAMES = { layers: 'layers', numKvHeads: 'kv heads', headDim: 'head dim' } as const;
@@ -73,6 +74,12 @@ export function checkStructure(artifact: Artifact): CheckResult {
     }
     if ((found.dtype ?? 'float32') !== kv.dtype) mismatches.push(`the manifest says KV dtype ${kv.dtype}, ${model.path} has ${found.dtype}`);
     if (found.reason) mismatches.push(`${model.path}: ${found.reason}`);
+    if (model.requiredOps) {
+      const needs = requiredOps(summary);
+      if (needs.join(',') !== [...model.requiredOps].sort().join(',')) {
+        mismatches.push(`the manifest says ${model.path} needs ops [${model.requiredOps.join(', ')}], the graph uses [${needs.join(', ')}]`);
+      }
+    }
     if (config && typeof config.vocab_size === 'number' && vocab !== null && vocab !== config.vocab_size) {
       mismatches.push(`${model.path} has ${vocab} logits, config.json says vocab_size ${config.vocab_size}`);
     }

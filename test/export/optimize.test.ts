@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -68,6 +68,24 @@ test('verify passed on the fused artifacts (onnxruntime-node runs them), and a r
   assert.equal(r.exitCode, 0, r.stderr);
   const again = JSON.parse(r.stdout) as typeof summary;
   for (const s of again.steps.filter((x) => x.step !== 'manifest')) assert.equal(s.skipped, true, s.step);
+});
+
+test('verify fails when the manifest hides a non-standard op the graph needs', () => {
+  const path = join(dir, 'manifest.json');
+  const original = readFileSync(path, 'utf8');
+  try {
+    const tampered = JSON.parse(original) as Manifest;
+    tampered.models[0].requiredOps = ['com.microsoft.SkipSimplifiedLayerNormalization'];
+    writeFileSync(path, JSON.stringify(tampered));
+    const r = sphana(['verify', dir, '--json']);
+    assert.equal(r.exitCode, 1, r.stderr);
+    const report = JSON.parse(r.stdout) as { checks: Array<{ name: string; passed: boolean; figures: { mismatches?: string[] } }> };
+    const structure = report.checks.find((c) => c.name === 'structure')!;
+    assert.equal(structure.passed, false);
+    assert.ok(structure.figures.mismatches!.some((m) => m.includes('com.microsoft.GroupQueryAttention')), JSON.stringify(structure.figures.mismatches));
+  } finally {
+    writeFileSync(path, original);
+  }
 });
 
 test('--optimize takes none or ort', () => {
