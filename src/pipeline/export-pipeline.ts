@@ -167,7 +167,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
         modelDir: hfDir(), output: exportPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
       }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
-      for (const f of [modelPath, `${modelPath}.data`, onnxDir]) if (existsSync(f)) fsyncPath(f);
+      for (const f of [exportPath, `${exportPath}.data`, dirname(exportPath)]) if (existsSync(f)) fsyncPath(f);
       return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
     });
 
