@@ -74,10 +74,14 @@ export function checkStructure(artifact: Artifact): CheckResult {
     }
     if ((found.dtype ?? 'float32') !== kv.dtype) mismatches.push(`the manifest says KV dtype ${kv.dtype}, ${model.path} has ${found.dtype}`);
     if (found.reason) mismatches.push(`${model.path}: ${found.reason}`);
-    if (model.requiredOps) {
+    // Untrusted: an older manifest has no list; anything but a list of strings is a mismatch.
+    const listed: unknown = (model as { requiredOps?: unknown }).requiredOps;
+    if (listed !== undefined) {
       const needs = requiredOps(summary);
-      if (needs.join(',') !== [...model.requiredOps].sort().join(',')) {
-        mismatches.push(`the manifest says ${model.path} needs ops [${model.requiredOps.join(', ')}], the graph uses [${needs.join(', ')}]`);
+      if (!Array.isArray(listed) || listed.length > 1000 || !listed.every((x) => typeof x === 'string')) {
+        mismatches.push(`the manifest's requiredOps for ${model.path} is not a list of op names`);
+      } else if (needs.join(',') !== [...listed].sort().join(',')) {
+        mismatches.push(`the manifest says ${model.path} needs ops [${listed.slice(0, 20).join(', ')}], the graph uses [${needs.join(', ')}]`);
       }
     }
     if (config && typeof config.vocab_size === 'number' && vocab !== null && vocab !== config.vocab_size) {
