@@ -109,7 +109,6 @@ export function bridgeExport(env: BridgeEnvironment, request: ExportRequest, opt
   });
 }
 
-<<<<<<< HEAD
 /** What the bridge's GGUF scan reads from a file's header (`gguf` in `gguf-to-hf`'s result; `gguf-info` returns the same). */
 export interface GgufFacts {
   file?: string;
@@ -207,7 +206,11 @@ export function bridgeReferenceGenerate(env: BridgeEnvironment, request: Referen
       return {
         promptIds: ids(o.promptIds, 'promptIds'), tokenizedPrompt: o.tokenizedPrompt === null ? null : ids(o.tokenizedPrompt, 'tokenizedPrompt'),
         tokens: ids(o.tokens, 'tokens'), eosTokenIds: ids(o.eosTokenIds, 'eosTokenIds'), seconds: num(o.seconds, 'seconds'),
-=======
+      };
+    },
+  });
+}
+
 export interface OptimizeRequest {
   input: string;
   output: string;
@@ -254,7 +257,6 @@ export function bridgeOptimize(env: BridgeEnvironment, request: OptimizeRequest,
         opsAfter: o.opsAfter === undefined ? undefined : object(o.opsAfter, 'opsAfter') as Record<string, number>,
         parity: o.parity === undefined ? undefined : object(o.parity, 'parity') as ParityFigures,
         seconds: object(o.seconds, 'seconds') as Record<string, number>,
->>>>>>> b92bb24 (export --optimize ort|none: optimize step between export and quantize (unfused model kept with the reason on failure); manifest lists each model's non-standard ops and the optimization)
       };
     },
   });
