@@ -45,8 +45,9 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
   out.json(JSON.stringify(report));
   out.result(`${report.output}  ${report.precision} via ${report.strategy}  ${report.files.map((f) => `${f.path.split('/').pop()} ${bytes(f.bytes)}`).join(', ')}`);
   out.result(`quantized ops: ${Object.entries(report.quantizedOps).map(([k, n]) => `${k} ${n}`).join(', ')}`);
-  if (report.agreement) {
-    out.result(`agreement with fp32 over ${report.agreement.positions} positions: top-1 ${report.agreement.top1Agreement.toFixed(3)}, cosine ${report.agreement.meanCosine.toFixed(4)}`);
+  if (report.quality) {
+    const q = report.quality;
+    out.result(`quality vs fp32 on the ${q.text === 'corpus' ? 'corpus' : 'synthetic ids'} (${q.positions} positions): ${q.reason}`);
   }
   out.result(`attempts: ${report.attempts.map((a) => `${a.setting ? `${a.setting} / ` : ''}${a.strategy} ${a.ok ? 'ok' : 'failed'} (${a.seconds.toFixed(1)}s)`).join(', ')}`);
   if (report.speed) out.result(`decode probe: ${report.speed.candidate.toFixed(1)} tok/s vs fp32 ${report.speed.fp32.toFixed(1)} tok/s (×${report.speed.ratio.toFixed(2)})`);

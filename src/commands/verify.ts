@@ -57,6 +57,28 @@ export async function run(args: string[], options: VerifyCommandOptions, out: Ou
   return 0;
 }
 
+/** The quality table, one row per precision, the way llama.cpp's perplexity scoreboard lists quantization types. */
+export function renderQuality(report: VerificationReport): string[] {
+  const rows = Object.values(report.quality);
+  if (!rows.length || !report.qualityText) return [];
+  const t = report.qualityText;
+  const head = t.source === 'corpus'
+    ? `quality on the corpus (v${t.corpusVersion}: ${t.sequences} sequences, ${t.tokens} tokens, teacher-forced) against fp32:`
+    : `quality on synthetic ids (${t.why ?? 'no real tokenizer'}; no perplexity) against fp32:`;
+  const table = [['precision', 'ppl', 'Δppl', 'KL mean', 'KL max', 'top-1', 'top-1 near-tie', 'gate']];
+  const ppl0 = rows.find((r) => r.ppl)?.ppl?.fp32;
+  table.push(['fp32', ppl0 !== undefined ? ppl0.toFixed(3) : '-', '', '', '', '', '', '']);
+  for (const q of rows) {
+    table.push([
+      q.precision, q.ppl ? q.ppl.quantized.toFixed(3) : '-',
+      q.ppl ? `${q.ppl.delta >= 0 ? '+' : ''}${q.ppl.delta.toFixed(3)} (${q.ppl.deltaPercent >= 0 ? '+' : ''}${q.ppl.deltaPercent.toFixed(2)}%)` : '-',
+      q.meanKl.toFixed(5), q.maxKl.toFixed(3), q.top1.toFixed(3), `${q.nearTieTop1.toFixed(3)} (ε ${q.nearTieNats})`, q.passed ? 'PASS' : 'FAIL',
+    ]);
+  }
+  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  return [head, ...table.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()}`)];
+}
+
 const MARK: Record<CheckResult['status'], (s: string) => string> = {
   passed: (s) => chalk.green(s),
   failed: (s) => chalk.red(s),
@@ -77,8 +99,9 @@ export function renderReport(untrusted: VerificationReport): string {
     for (const more of parts.slice(1)) lines.push(`${' '.repeat(width + 18)}${more}`);
   }
   if (report.promptIds === 'synthetic') lines.push(chalk.yellow('runtime checks used fixed synthetic token ids: the tokenizer cannot encode for this model'));
-  const t = report.thresholds;
-  lines.push(chalk.dim(`thresholds: top-1 ≥ ${t.top1}, cosine ≥ ${t.cosine}, KL ≤ ${t.kl}; ${report.tokens} decode steps, ${report.threads} threads; ${report.seconds.toFixed(1)}s`));
+  lines.push(...renderQuality(report));
+  const gates = Object.entries(report.thresholds).map(([p, g]) => `${p} top-1 ≥ ${g.top1} (near-ties ≤ ${g.nearTieNats} nats), cosine ≥ ${g.cosine}, KL ≤ ${g.kl}`);
+  lines.push(chalk.dim(`thresholds: ${gates.length ? gates.join('; ') : 'none (no quantized model)'}; ${report.tokens} decode steps, ${report.threads} threads; ${report.seconds.toFixed(1)}s`));
   lines.push(report.ok ? chalk.green('verified') : chalk.red(`FAILED: ${report.failed.join(', ')}`));
   return lines.join('\n');
 }

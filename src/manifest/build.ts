@@ -22,6 +22,7 @@ export interface ManifestInput {
   models: Array<{ precision: Precision; path: string }>;
   tokenizerSynthetic: boolean;
   quantization: Manifest['quantization'];
+  quality?: Manifest['quality'];
   parity: Manifest['parity'];
   verification: Manifest['verification'];
   tools: Record<string, string>;
@@ -130,6 +131,7 @@ export async function buildManifest(input: ManifestInput): Promise<Manifest> {
     models,
     files,
     quantization: input.quantization,
+    quality: input.quality ?? null,
     verification: input.verification,
     parity: input.parity,
     ...(input.optimization !== undefined ? { optimization: input.optimization } : {}),

@@ -135,6 +135,28 @@ export interface ManifestGgufSource {
   eosTokenId: number | null;
 }
 
+/** One precision's quality section (the shape of src/quality/gates.ts QualityReport). */
+export interface ManifestQuality {
+  precision: Exclude<Precision, 'fp32'>;
+  text: 'corpus' | 'synthetic';
+  corpusVersion: number;
+  sequences: number;
+  positions: number;
+  scoredTokens: number;
+  top1: number;
+  nearTieTop1: number;
+  nearTieNats: number;
+  disagreements: number;
+  nearTieDisagreements: number;
+  meanKl: number;
+  maxKl: number;
+  meanCosine: number;
+  ppl: { fp32: number; quantized: number; delta: number; deltaPercent: number } | null;
+  gate: { top1: number; cosine: number; kl: number; nearTieNats: number };
+  passed: boolean;
+  reason: string;
+}
+
 export interface Manifest {
   manifestVersion: typeof MANIFEST_VERSION;
   name: string;
@@ -156,6 +178,12 @@ export interface Manifest {
   models: ManifestModel[];
   files: ManifestFile[];
   quantization: QuantizationSection | null;
+  /**
+   * Quality per quantized precision against fp32 on the shipped corpus (src/quality/gates.ts
+   * QualityReport: perplexities and Δppl, mean/max KL, top-1 plain and margin-aware, the gate
+   * and its verdict): from verify when it ran, else from the quantize acceptance check.
+   */
+  quality: Partial<Record<Exclude<Precision, 'fp32'>, ManifestQuality>> | null;
   verification: Record<string, unknown> | null;
   parity: Record<string, unknown> | null;
   optimization?: ManifestOptimization | null;

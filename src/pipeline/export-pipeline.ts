@@ -187,6 +187,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
         ...options.quant,
         input: modelPath, output: quantPath, precision: options.precision, strategy: options.strategy, force: true, env: await bridge(),
         threads: options.threads, signal: options.signal,
+        tokenizer: { dir: hfDir(), synthetic: !!source.synthetic && !source.preset?.offlineTokenizer },
         onAttempt: (s, setting) => events.progress('quantize', `trying ${setting ? `${setting}, ` : ''}${s}`),
         onProgress: (p) => events.progress('quantize', progressText(p)),
         onAttemptDone: (a) => events.progress('quantize', `${a.setting ? `${a.setting} / ` : ''}${a.strategy}: ${a.ok ? 'ok' : `${a.error?.class}: ${a.error?.message}`}`),
@@ -230,6 +231,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
         ...(a.bytes !== undefined ? { bytes: a.bytes } : {}), ...(a.speed ? { speed: a.speed } : {}),
       })),
     },
+    quality: quantized.quality ? { [quantized.quality.precision]: quantized.quality } : null,
     parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset },
     verification: null, tools, optimization,
   };
@@ -248,7 +250,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
         return { result: r, detail: r.ok ? 'all checks passed' : `failed: ${r.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')}` };
       });
       verification = { ok: report.ok, failed: report.checks.filter((c) => !c.passed).map((c) => c.name) };
-      manifest = { ...manifest, verification: report as unknown as Record<string, unknown> };
+      manifest = { ...manifest, quality: Object.keys(report.quality).length ? report.quality : manifest.quality, verification: report as unknown as Record<string, unknown> };
       writeManifest(dir, manifest);
       if (!report.ok) {
         state.forget('verify');

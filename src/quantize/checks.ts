@@ -1,58 +1,87 @@
 import { type ModelSummary, inspectFile } from '../onnx/summary.js';
 import { DecoderRunner } from '../runtime/decoder.js';
-import { type Agreement, compareLogits } from '../runtime/metrics.js';
+import { type QualityText, type TokenizerSource, qualityTextFromDir } from '../quality/corpus-ids.js';
+import { type QualityGate, type QualityReport, type QuantizedPrecision, gateFor, qualityReport } from '../quality/gates.js';
+import { type Agreement, AgreementAccumulator } from '../runtime/metrics.js';
 import { openSession } from '../runtime/onnxruntime.js';
 
 /**
  * What a quantized output must pass before a strategy counts as successful: quantized ops
  * present, no float MatMul/Gemm left on a constant weight, no full-table dequantize feeding
  * the embedding Gather, external data inside the folder and long enough, the same I/O and KV
- * cache as the input, a session that onnxruntime-node creates, and logits that agree.
+ * cache as the input, a session that onnxruntime-node creates, and the quality gate of its
+ * precision family on the shipped corpus (src/quality/).
  */
 export interface OutputCheck {
   ok: boolean;
   failures: string[];
+  /** One line: the quality figures when it passed, what failed otherwise. */
+  reason: string;
   summary?: ModelSummary;
   agreement?: Agreement;
+  /** The quality section (figures, gate, verdict) when the logits were compared. */
+  quality?: QualityReport;
 }
-
-/** A fixed input: deterministic token ids spread over the vocabulary. */
-export function fixedTokens(vocab: number, count = 16): number[] {
-  return Array.from({ length: count }, (_, i) => (i * 7919 + 13) % vocab);
-}
-
-export const AGREEMENT_FLOOR = { top1: 0.75, cosine: 0.95 } as const;
 
 function ioSignature(s: ModelSummary): string {
   return JSON.stringify([s.inputs, s.outputs]);
 }
 
-/** Logits of a fixed input through the fp32 model, computed once and reused by every attempt. */
-export interface ReferenceLogits { tokens: number[]; logits: Float32Array; vocab: number }
+/**
+ * fp32 logits of the quality text (the shipped corpus through the model's tokenizer,
+ * teacher-forced; synthetic ids only without a usable real tokenizer), computed once and
+ * reused by every attempt.
+ */
+export interface ReferenceLogits { text: QualityText; logits: Float32Array[]; vocab: number }
 
-export function referenceLogits(input: ModelSummary, options: { threads?: number } = {}): () => Promise<ReferenceLogits | null> {
+export function referenceLogits(input: ModelSummary, options: { threads?: number; tokenizer?: TokenizerSource | null } = {}): () => Promise<ReferenceLogits | null> {
   let cached: Promise<ReferenceLogits | null> | undefined;
   return () => (cached ??= (async () => {
     if (!input.kvCache || input.kvCache.numKvHeads === null) return null;
     const vocabDim = input.outputs.find((o) => o.name === 'logits')?.shape?.at(-1);
-    const tokens = fixedTokens(typeof vocabDim === 'number' ? vocabDim : 32);
+    const text = qualityTextFromDir(options.tokenizer ?? null, typeof vocabDim === 'number' ? vocabDim : 32);
     const session = await openSession(input.path, { threads: options.threads });
     try {
-      const step = await new DecoderRunner(session, input.kvCache).step(tokens);
-      return { tokens, logits: step.logits, vocab: step.vocab };
+      const runner = new DecoderRunner(session, input.kvCache);
+      const logits: Float32Array[] = [];
+      let vocab = 0;
+      for (const ids of text.sequences) {
+        runner.reset();
+        const step = await runner.step(ids);
+        logits.push(Float32Array.from(step.logits));
+        vocab = step.vocab;
+      }
+      return { text, logits, vocab };
     } finally {
       await session.release();
     }
   })());
 }
 
-export async function checkQuantizedOutput(input: ModelSummary, outputPath: string, options: { threads?: number; reference?: () => Promise<ReferenceLogits | null> } = {}): Promise<OutputCheck> {
+export interface CheckOptions {
+  threads?: number;
+  reference?: () => Promise<ReferenceLogits | null>;
+  /** Where the fp32 model's tokenizer is (when `reference` is not given). */
+  tokenizer?: TokenizerSource | null;
+  /** Which precision family's quality gate applies (default int8). */
+  precision?: QuantizedPrecision;
+  /** Overrides of that gate's thresholds. */
+  gate?: Partial<QualityGate>;
+}
+
+/**
+ * The acceptance check of one quantized output: the structural checks, then the quality gate
+ * of its precision family on the corpus (teacher-forced, against fp32). `ok` is the verdict,
+ * `reason` says why, `quality` carries the figures.
+ */
+export async function checkQuantizedOutput(input: ModelSummary, outputPath: string, options: CheckOptions = {}): Promise<OutputCheck> {
   const failures: string[] = [];
   let summary: ModelSummary;
   try {
     summary = inspectFile(outputPath);
   } catch (error) {
-    return { ok: false, failures: [`unreadable output: ${(error as Error).message}`] };
+    const failure = `unreadable output: ${(error as Error).message}`;
+    return { ok: false, failures: [failure], reason: failure };
   }
   const q = summary.quantization;
   if (!q.quantized) failures.push('no quantized ops in the output');
@@ -61,20 +90,28 @@ export async function checkQuantizedOutput(input: ModelSummary, outputPath: stri
   for (const f of summary.externalDataFiles) if (f.status !== 'ok') failures.push(`external data ${f.location}: ${f.status} (${f.reason ?? ''})`);
   if (ioSignature(summary) !== ioSignature(input)) failures.push('inputs/outputs differ from the fp32 model');
   if (JSON.stringify(summary.kvCache) !== JSON.stringify(input.kvCache)) failures.push('KV-cache I/O differs from the fp32 model');
-  if (failures.length) return { ok: false, failures, summary };
+  if (failures.length) return { ok: false, failures, reason: failures.join('; '), summary };
 
   let agreement: Agreement | undefined;
+  let quality: QualityReport | undefined;
+  const precision = options.precision ?? 'int8';
   try {
     // The fp32 reference first (its session is released before the candidate's opens): one model in memory at a time.
     const reference = await (options.reference ?? referenceLogits(input, options))();
     const session = await openSession(outputPath, { threads: options.threads });
     try {
       if (reference && input.kvCache) {
-        const b = await new DecoderRunner(session, input.kvCache).step(reference.tokens);
-        agreement = compareLogits(reference.logits, b.logits, reference.vocab);
-        if (agreement.top1Agreement < AGREEMENT_FLOOR.top1 || agreement.meanCosine < AGREEMENT_FLOOR.cosine) {
-          failures.push(`logits disagree with fp32: top-1 ${agreement.top1Agreement.toFixed(3)}, cosine ${agreement.meanCosine.toFixed(4)} (floor ${AGREEMENT_FLOOR.top1} / ${AGREEMENT_FLOOR.cosine})`);
+        const runner = new DecoderRunner(session, input.kvCache);
+        const gate = gateFor(precision, options.gate);
+        const acc = new AgreementAccumulator(gate.nearTieNats);
+        for (const [i, ids] of reference.text.sequences.entries()) {
+          runner.reset();
+          const b = await runner.step(ids);
+          acc.add(reference.logits[i], b.logits, reference.vocab, ids);
         }
+        agreement = acc.result();
+        quality = qualityReport(precision, agreement, gate, { source: reference.text.source, corpusVersion: reference.text.corpusVersion, sequences: reference.text.sequences.length });
+        if (!quality.passed) failures.push(`${precision} quality gate on the ${reference.text.source === 'corpus' ? 'corpus' : 'synthetic ids'} (${agreement.positions} positions): ${quality.reason}`);
       }
     } finally {
       await session.release();
@@ -82,5 +119,6 @@ export async function checkQuantizedOutput(input: ModelSummary, outputPath: stri
   } catch (error) {
     failures.push(`onnxruntime-node: ${(error as Error).message}`);
   }
-  return { ok: failures.length === 0, failures, summary, agreement };
+  const ok = failures.length === 0;
+  return { ok, failures, reason: ok ? (quality ? `${precision}: ${quality.reason}` : 'structural checks passed') : failures.join('; '), summary, agreement, quality };
 }

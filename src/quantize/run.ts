@@ -9,6 +9,8 @@ import { type Int8Scheme, type QuantizePrecision, type QuantizeRequest, type Qua
 import type { BridgeProgress } from '../python/bridge.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import type { Agreement } from '../runtime/metrics.js';
+import type { TokenizerSource } from '../quality/corpus-ids.js';
+import type { QualityReport } from '../quality/gates.js';
 import { checkQuantizedOutput, referenceLogits } from './checks.js';
 import { type DecodeSpeed, decodeSpeed } from './speed-probe.js';
 
@@ -28,6 +30,8 @@ export interface Attempt {
   notes?: string[];
   /** The acceptance check's figures for this attempt. */
   agreement?: Agreement;
+  /** The quality gate's figures and verdict, when the output got that far. */
+  quality?: QualityReport;
   bytes?: number;
   /** Decode tokens/s of this candidate and of the fp32 model, measured one after the other. */
   speed?: { candidate: number; fp32: number; ratio: number; seconds: number };
@@ -79,6 +83,8 @@ export interface QuantizeOptions {
   speedProbe?: boolean;
   force?: boolean;
   threads?: number;
+  /** The model's tokenizer for the quality gate's corpus; default: tokenizer.json beside the input, if any. */
+  tokenizer?: TokenizerSource | null;
   env?: BridgeEnvironment;
   signal?: AbortSignal;
   onAttempt?: (strategy: QuantizeStrategy, setting?: string) => void;
@@ -95,6 +101,8 @@ export interface QuantizeReport {
   attempts: Attempt[];
   quantizedOps: Record<string, number>;
   agreement: Agreement | null;
+  /** The accepted output's quality section (corpus figures against fp32, the gate, the verdict). */
+  quality: QualityReport | null;
   notes: string[];
   seconds: number;
   /** The accepted setting and what the bridge reports about it (scheme, bits, levels). */
@@ -157,7 +165,8 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
   mkdirSync(staging, { recursive: true });
   const forget = removeOnExit(staging);
   const attempts: Attempt[] = [];
-  const reference = referenceLogits(inputSummary, { threads: options.threads });
+  const tokenizer = options.tokenizer === undefined ? { dir: dirname(resolve(input)), synthetic: false } : options.tokenizer;
+  const reference = referenceLogits(inputSummary, { threads: options.threads, tokenizer });
   let fp32Speed: Promise<DecodeSpeed | null> | undefined;
   const ladder = settingsLadder(precision, options);
   try {
@@ -182,11 +191,12 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
           options.onAttemptDone?.(attempt);
           continue;
         }
-        const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference });
+        const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference, precision });
         const bytes = result.files.reduce((n, f) => n + f.bytes, 0);
         const attempt: Attempt = {
           strategy, setting: setting.label, ok: check.ok, seconds: (performance.now() - t0) / 1000, notes: result.notes, bytes,
           ...(check.agreement ? { agreement: check.agreement } : {}),
+          ...(check.quality ? { quality: check.quality } : {}),
           ...(check.ok ? {} : { error: { class: 'Rejected', message: check.failures.join('; ') } }),
         };
         if (check.ok && options.speedProbe !== false && inputSummary.kvCache) {
@@ -220,7 +230,7 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
         }
         return {
           input, output, precision, strategy, files, attempts, quantizedOps: check.summary?.quantization.quantizedOps ?? result.quantizedOps,
-          agreement: check.agreement ?? null, notes, seconds: (performance.now() - started) / 1000,
+          agreement: check.agreement ?? null, quality: check.quality ?? null, notes, seconds: (performance.now() - started) / 1000,
           setting: setting.label, settings: result.settings ?? {}, head: result.head ?? null, speed: attempt.speed ?? null, slowerThanFp32,
         };
       }

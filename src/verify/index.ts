@@ -7,7 +7,9 @@ import { checkAgreement } from './agreement-check.js';
 import { type Artifact, isSummary, openArtifact } from './artifact.js';
 import { checkResult } from './check.js';
 import { checkFiles } from './files-check.js';
-import { AGREEMENT_PROMPTS, DEFAULT_PROMPT, syntheticIds } from './prompts.js';
+import { qualityText } from '../quality/corpus-ids.js';
+import { type QualityReport, type QuantizedPrecision, gateFor } from '../quality/gates.js';
+import { DEFAULT_PROMPT, syntheticIds } from './prompts.js';
 import { type PrecisionRun, runPrecision } from './run-precision.js';
 import { type Unavailable, checkRuntime } from './runtime-check.js';
 import { checkSample } from './sample-check.js';
@@ -16,12 +18,12 @@ import { checkStructure } from './structure-check.js';
 import { checkTokenizer, modelVocab } from './tokenizer-check.js';
 import type { LoadedTokenizer } from './tokenizer-load.js';
 import {
-  CHECK_NAMES, type AgreementThresholds, type CheckName, type CheckResult, DEFAULT_THRESHOLDS, type VerificationReport, type VerifyOptions,
+  type AgreementThresholds, type AppliedGates, CHECK_NAMES, type CheckName, type CheckResult, type VerificationReport, type VerifyOptions,
 } from './types.js';
 
 export * from './types.js';
 export { openArtifact } from './artifact.js';
-export { AGREEMENT_PROMPTS, ROUND_TRIP_TEXTS } from './prompts.js';
+export { ROUND_TRIP_TEXTS } from './prompts.js';
 
 export const DEFAULT_TOKENS = 16;
 /** Tokens of the prefill whose speed is measured. */
@@ -37,7 +39,8 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
   const started = performance.now();
   const artifact = openArtifact(dirOrManifest);
   const precisions = selectPrecisions(artifact, options.precisions);
-  const thresholds = resolveThresholds(options.thresholds);
+  const overrides = resolveThresholds(options.thresholds);
+  const thresholds: AppliedGates = Object.fromEntries(precisions.filter((p) => p !== 'fp32').map((p) => [p, gateFor(p as QuantizedPrecision, overrides)]));
   const tokens = options.tokens ?? DEFAULT_TOKENS;
   if (!Number.isInteger(tokens) || tokens < 1 || tokens > 4096) throw new UsageError(`--tokens must be an integer from 1 to 4096 (got ${tokens})`);
   const threads = options.threads ?? availableParallelism();
@@ -52,6 +55,8 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
   };
   const progress = options.onProgress ?? (() => {});
   let promptSource: VerificationReport['promptIds'] = null;
+  let textInfo: VerificationReport['qualityText'] = null;
+  let quality: Partial<Record<QuantizedPrecision, QualityReport>> = {};
 
   if (wanted.has('files')) {
     progress('files: sizes and sha256');
@@ -88,7 +93,9 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
       return ids.ids;
     };
     const promptTokens = encode(prompt, 0);
-    const agreementPrompts = [...AGREEMENT_PROMPTS, ...(options.prompt && !AGREEMENT_PROMPTS.includes(options.prompt) ? [options.prompt] : [])].map((p, i) => encode(p, i + 1));
+    const text = qualityText(tokenizer, { vocab, bos: artifact.manifest.tokenizer.bosTokenId, synthetic: artifact.manifest.tokenizer.synthetic });
+    textInfo = { source: text.source, corpusVersion: text.corpusVersion, sequences: text.sequences.length, tokens: text.sequences.reduce((n, s) => n + s.length, 0), ...(text.why ? { why: text.why } : {}) };
+    const agreementPrompts = text.sequences;
     const speedPrompt = fill(agreementPrompts, SPEED_PROMPT_TOKENS);
     const runs: PrecisionRun[] = [];
     let reference: Float32Array[] | undefined;
@@ -114,7 +121,8 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     reference = undefined;
     emit(checkRuntime(runs, unavailable));
     const unavailableQuantized = unavailable.filter((u) => u.precision !== 'fp32');
-    const agreement = checkAgreement(runs, thresholds, agreementWhy);
+    const agreement = checkAgreement(runs, thresholds, agreementWhy, text);
+    quality = (agreement.figures.quality ?? {}) as typeof quality;
     if (agreement.status !== 'failed' && unavailableQuantized.length && !agreementWhy) {
       emit({ ...agreement, status: 'skipped', passed: false, message: `${agreement.message}; ${unavailableQuantized.map((u) => `${u.precision} not run (${u.reason})`).join('; ')}` });
     } else emit(agreement);
@@ -133,6 +141,8 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     thresholds,
     prompt,
     promptIds: promptSource,
+    qualityText: textInfo,
+    quality,
     tokens,
     threads,
     failed,
@@ -155,12 +165,13 @@ function selectPrecisions(artifact: Artifact, requested: Precision[] | undefined
   return PRECISIONS.filter((p) => requested.includes(p));
 }
 
-function resolveThresholds(given: Partial<AgreementThresholds> | undefined): AgreementThresholds {
-  const t = { ...DEFAULT_THRESHOLDS, ...Object.fromEntries(Object.entries(given ?? {}).filter(([, v]) => v !== undefined)) };
+/** The overrides given (undefined ones dropped), validated. */
+function resolveThresholds(given: Partial<AgreementThresholds> | undefined): Partial<AgreementThresholds> {
+  const t: Partial<AgreementThresholds> = Object.fromEntries(Object.entries(given ?? {}).filter(([, v]) => v !== undefined));
   for (const key of ['top1', 'cosine'] as const) {
-    if (!(t[key] >= 0 && t[key] <= 1)) throw new UsageError(`--${key} must be a number from 0 to 1 (got ${t[key]})`);
+    if (t[key] !== undefined && !(t[key] >= 0 && t[key] <= 1)) throw new UsageError(`--${key} must be a number from 0 to 1 (got ${t[key]})`);
   }
-  if (!(t.kl >= 0)) throw new UsageError(`--kl must be a number ≥ 0 (got ${t.kl})`);
+  if (t.kl !== undefined && !(t.kl >= 0)) throw new UsageError(`--kl must be a number ≥ 0 (got ${t.kl})`);
   return t;
 }
 

@@ -7,19 +7,8 @@ export const ROUND_TRIP_TEXTS: readonly string[] = [
   '  two leading spaces,\ttabs\tand\nnew lines\n\n',
 ];
 
-/**
- * Prompts for the agreement check: prose, code, numbers, non-ASCII. Fixed so figures are
- * comparable between runs and artifacts.
- */
-export const AGREEMENT_PROMPTS: readonly string[] = [
-  'The capital of France is Paris, and the capital of Germany is',
-  'def fibonacci(n):\n    if n < 2:\n        return n\n    return',
-  '1, 1, 2, 3, 5, 8, 13, 21, 34,',
-  'Grüße, 世界! ¿Qué tal? 🙂 Un café, por favor.',
-  'Once upon a time, in a small village by the sea, there lived',
-];
-
-export const DEFAULT_PROMPT = AGREEMENT_PROMPTS[0];
+/** Prompt of the runtime check and the greedy sample (the agreement check runs the corpus, src/quality/corpus.ts). */
+export const DEFAULT_PROMPT = 'The capital of France is Paris, and the capital of Germany is';
 
 /**
  * Deterministic token ids used when the artifact's tokenizer cannot encode for this model

@@ -2,7 +2,7 @@ import { isSphanaError } from '../errors.js';
 import type { Manifest, Precision } from '../manifest/schema.js';
 import type { KvCacheInfo } from '../onnx/kv-cache.js';
 import { DecoderRunner, argmax } from '../runtime/decoder.js';
-import { type Agreement, compareLogits } from '../runtime/metrics.js';
+import { type Agreement, NEAR_TIE_NATS, compareLogits, poolAgreements } from '../runtime/metrics.js';
 import { type HostTensor, type RuntimeSession, openSession } from '../runtime/onnxruntime.js';
 import { sig } from './check.js';
 
@@ -18,8 +18,8 @@ export interface PrecisionRun {
   error?: string;
   loadSeconds?: number;
   cache?: CacheComparison;
-  /** Against the reference (fp32) logits, when given. */
-  agreement?: Agreement & { prompts: number; perPrompt: Array<{ positions: number; top1Agreement: number; meanCosine: number; meanKl: number }> };
+  /** Against the reference (fp32) logits over the quality text, when given: pooled, and per sequence. */
+  agreement?: Agreement & { prompts: number; perPrompt: Array<{ positions: number; top1Agreement: number; nearTieTop1: number; meanCosine: number; meanKl: number }> };
   sample?: { promptTokens: number; tokens: number[] };
   speed?: SpeedFigures;
   /** Wall seconds spent per check while this precision's session was open. */
@@ -53,8 +53,10 @@ export interface SpeedFigures {
 export interface RunInputs {
   /** Prompt of the runtime check and the sample. */
   prompt: number[];
-  /** Agreement prompts (token ids). */
+  /** Agreement sequences (token ids, teacher-forced): the corpus through the tokenizer, or synthetic ids. */
   agreementPrompts: number[][];
+  /** ε of the margin-aware top-1 (nats). */
+  nearTieNats?: number;
   /** fp32 logits of each agreement prompt (all positions), when this is a quantized run. */
   reference?: Float32Array[];
   /** Keep this run's agreement logits (the reference run). */
@@ -132,11 +134,16 @@ export async function runPrecision(manifest: Manifest, precision: Precision, mod
       const ref = inputs.reference?.[i];
       if (ref) {
         if (ref.length !== rows.length) throw new RangeError(`logits of ${ref.length / ids.length} entries in fp32 but ${r.vocab} in ${precision}`);
-        compared.push(compareLogits(ref, rows, r.vocab));
+        compared.push(compareLogits(ref, rows, r.vocab, ids, inputs.nearTieNats ?? NEAR_TIE_NATS));
       }
     }
     if (inputs.keepLogits) run.logits = logits;
-    if (compared.length) run.agreement = pool(compared);
+    if (compared.length) {
+      run.agreement = {
+        ...poolAgreements(compared), prompts: compared.length,
+        perPrompt: compared.map((a) => ({ positions: a.positions, top1Agreement: sig(a.top1Agreement), nearTieTop1: sig(a.nearTieTop1), meanCosine: sig(a.meanCosine, 6), meanKl: sig(a.meanKl) })),
+      };
+    }
 
     enter('sample');
     if (inputs.phases.sample) {
@@ -243,19 +250,4 @@ async function timeSpeed(runner: DecoderRunner, prompt: number[], steps: number)
 
 function lastRow(logits: Float32Array, positions: number, vocab: number): Float32Array {
   return Float32Array.from(logits.subarray((positions - 1) * vocab, positions * vocab));
-}
-
-/** Pools per-prompt agreement figures, weighting each prompt by its positions. */
-function pool(parts: Agreement[]): NonNullable<PrecisionRun['agreement']> {
-  const positions = parts.reduce((n, a) => n + a.positions, 0);
-  const mean = (key: 'top1Agreement' | 'meanCosine' | 'meanKl') => parts.reduce((n, a) => n + a[key] * a.positions, 0) / positions;
-  return {
-    positions,
-    top1Agreement: mean('top1Agreement'),
-    meanCosine: mean('meanCosine'),
-    meanKl: mean('meanKl'),
-    maxAbsDiff: Math.max(...parts.map((a) => a.maxAbsDiff)),
-    prompts: parts.length,
-    perPrompt: parts.map((a) => ({ positions: a.positions, top1Agreement: sig(a.top1Agreement), meanCosine: sig(a.meanCosine, 6), meanKl: sig(a.meanKl) })),
-  };
 }

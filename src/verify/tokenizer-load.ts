@@ -23,8 +23,13 @@ export function tokenizerPaths(artifact: Artifact): { json?: string; config?: st
 export function loadTokenizer(artifact: Artifact): LoadedTokenizer {
   const paths = tokenizerPaths(artifact);
   if (!paths.json) throw new Error('the manifest lists no tokenizer.json');
-  const json = JSON.parse(readFileSync(artifact.abs(paths.json), 'utf8')) as object;
-  const config = paths.config ? (JSON.parse(readFileSync(artifact.abs(paths.config), 'utf8')) as object) : {};
+  return loadTokenizerFiles(artifact.abs(paths.json), paths.config ? artifact.abs(paths.config) : undefined);
+}
+
+/** Loads a tokenizer.json (and its tokenizer_config.json, when given) from absolute paths. */
+export function loadTokenizerFiles(jsonPath: string, configPath?: string): LoadedTokenizer {
+  const json = JSON.parse(readFileSync(jsonPath, 'utf8')) as object;
+  const config = configPath ? (JSON.parse(readFileSync(configPath, 'utf8')) as object) : {};
   const tokenizer = new Tokenizer(json, config);
   let vocabSize = 0;
   for (const id of tokenizer.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);

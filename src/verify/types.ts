@@ -1,4 +1,5 @@
 import type { Precision } from '../manifest/schema.js';
+import type { QualityGate, QualityReport, QuantizedPrecision } from '../quality/gates.js';
 
 /** The checks `verifyArtifacts` runs, in order. */
 export const CHECK_NAMES = ['files', 'structure', 'tokenizer', 'runtime', 'agreement', 'sample', 'speed'] as const;
@@ -28,9 +29,12 @@ export interface CheckResult {
   message: string;
 }
 
-/** Gates of the agreement check: quantized model against fp32 over the fixed prompts. */
+/**
+ * Overrides of the agreement check's gates (`--top1`, `--cosine`, `--kl`), applied to every
+ * quantized precision; the defaults are per precision family (src/quality/gates.ts).
+ */
 export interface AgreementThresholds {
-  /** Minimum share of positions where both models pick the same next token. */
+  /** Minimum margin-aware top-1 agreement (near-ties count as agreement). */
   top1: number;
   /** Minimum mean cosine similarity of the logits. */
   cosine: number;
@@ -38,11 +42,8 @@ export interface AgreementThresholds {
   kl: number;
 }
 
-/**
- * Defaults, measured on tiny real decoders (see README `## sphana verify`): a correct
- * dynamic INT8 model clears them with margin; one with zeroed weights does not.
- */
-export const DEFAULT_THRESHOLDS: AgreementThresholds = { top1: 0.9, cosine: 0.98, kl: 0.1 };
+/** The gates applied, per quantized precision of the artifact. */
+export type AppliedGates = Partial<Record<QuantizedPrecision, QualityGate>>;
 
 /**
  * How far the cached path (prefill + decode steps) may be from a full-sequence run without
@@ -86,10 +87,15 @@ export interface VerificationReport {
   manifest: string;
   name: string;
   precisions: Precision[];
-  thresholds: AgreementThresholds;
+  /** The agreement check's gates, per quantized precision (defaults with any overrides). */
+  thresholds: AppliedGates;
   prompt: string;
   /** Where the prompts' token ids came from: the artifact's tokenizer, or fixed synthetic ids when it cannot encode for this model. */
   promptIds: 'tokenizer' | 'synthetic' | null;
+  /** What the agreement check fed: the corpus through the tokenizer, or synthetic ids (and why). */
+  qualityText: { source: 'corpus' | 'synthetic'; corpusVersion: number; sequences: number; tokens: number; why?: string } | null;
+  /** The quality section per quantized precision (figures, gate, verdict), as recorded in the manifest. */
+  quality: Partial<Record<QuantizedPrecision, QualityReport>>;
   tokens: number;
   threads: number;
   /** Names of failed checks, in order. */
