@@ -63,9 +63,22 @@ test('a good artifact passes every check, with figures, and the report is plain 
   assert.ok(runtime.fp32.maxAbsDiff <= 1e-3, `fp32 cached vs full ${runtime.fp32.maxAbsDiff}`);
   assert.equal(runtime.fp32.decodeSteps, 8);
   assert.deepEqual(runtime.int8.presentProblems, []);
-  const agreement = check(report, 'agreement').figures as Record<string, { prompts: number; top1Agreement: number; meanCosine: number; meanKl: number }>;
-  assert.ok(agreement.int8.prompts >= 4);
-  assert.ok(agreement.int8.top1Agreement >= 0.9 && agreement.int8.meanCosine >= 0.99 && agreement.int8.meanKl <= 0.01, JSON.stringify(agreement.int8));
+  const agreement = check(report, 'agreement').figures as Record<string, { prompts: number; positions: number; top1Agreement: number; nearTieTop1: number; meanCosine: number; meanKl: number }>;
+  // The corpus through Llama 3's tokenizer: 6 sequences, 544 tokens, every position compared.
+  assert.deepEqual(report.qualityText, { source: 'corpus', corpusVersion: 1, sequences: 6, tokens: 544 });
+  assert.equal(agreement.int8.prompts, 6);
+  assert.equal(agreement.int8.positions, 544);
+  assert.ok(agreement.int8.nearTieTop1 >= 0.98 && agreement.int8.meanCosine >= 0.99 && agreement.int8.meanKl <= 0.01, JSON.stringify(agreement.int8));
+  // The quality section: perplexities of both on the corpus (538 scored tokens: one fewer per sequence), the int8 gate.
+  const q = report.quality.int8!;
+  assert.equal(q.text, 'corpus');
+  assert.equal(q.positions, 544);
+  assert.equal(q.scoredTokens, 538);
+  assert.ok(q.ppl && q.ppl.fp32 > 1 && q.ppl.quantized > 1, JSON.stringify(q));
+  assert.ok(Math.abs(q.ppl.delta - (q.ppl.quantized - q.ppl.fp32)) < 1e-3 * q.ppl.fp32);
+  assert.equal(q.passed, true);
+  assert.deepEqual(q.gate, report.thresholds.int8);
+  assert.equal(q.meanKl, agreement.int8.meanKl);
   const sample = check(report, 'sample').figures as Record<string, { tokens: number[]; text: string }>;
   assert.equal(sample.fp32.tokens.length, 8);
   assert.equal(typeof sample.int8.text, 'string');
@@ -144,8 +157,9 @@ test('an INT8 model with zeroed weights fails the agreement check on its figures
   const a = check(report, 'agreement');
   const f = (a.figures as Record<string, { meanCosine: number; meanKl: number; positions: number }>).int8;
   assert.ok(f.meanCosine < 0.95, `cosine ${f.meanCosine}`);
-  assert.ok(f.positions > 40);
-  assert.match(a.message, /^int8 vs fp32 over 5 prompts \(\d+ positions\): .*cosine 0\.\d+ < 0\.98/);
+  assert.equal(f.positions, 544);
+  assert.match(a.message, /^int8 vs fp32 on the corpus \(544 positions\): .*cosine 0\.\d+ < 0\.98/);
+  assert.equal(report.quality.int8?.passed, false);
   // Looser thresholds are honoured.
   const loose = await verifyArtifacts(dir, { only: ['agreement'], thresholds: { cosine: 0.5, kl: 1 } });
   assert.equal(loose.ok, true);
