@@ -22,7 +22,7 @@ export interface QualityGate {
 
 export const QUALITY_GATES: Record<QuantizedPrecision, QualityGate> = {
   fp16: { top1: 0.99, cosine: 0.999, kl: 0.005, nearTieNats: NEAR_TIE_NATS },
-  int8: { top1: 0.98, cosine: 0.98, kl: 0.05, nearTieNats: NEAR_TIE_NATS },
+  int8: { top1: 0.97, cosine: 0.98, kl: 0.05, nearTieNats: NEAR_TIE_NATS },
   int4: { top1: 0.85, cosine: 0.95, kl: 0.35, nearTieNats: NEAR_TIE_NATS },
 };
 
