@@ -4,7 +4,7 @@
     python test/verify/make_models.py OUT_DIR
 
 OUT_DIR/fp32/llm_generator.onnx        tiny_llm, Llama 3 vocabulary, tied, weights inline
-OUT_DIR/int8/llm_generator.int8.onnx   its INT8 twin: the bridge's quantize (embedding-split) when
+OUT_DIR/int8/llm_generator.int8.onnx   its INT8 twin: the bridge's quantize (embedding-split, --int8-scheme dynamic, so the zeroed twin below has MatMulInteger weights to zero) when
                                        python-bridge works, else onnxruntime quantize_dynamic (MatMul only)
 OUT_DIR/ext/llm_generator.onnx(.data)  the same fp32 model with external data
 OUT_DIR/swapped/llm_generator.onnx     the fp32 model with layer 0's present key and value outputs
@@ -36,7 +36,7 @@ def quantize_with_bridge(src: str, dst: str) -> str | None:
     bridge = os.path.join(ROOT, "python-bridge")
     if not os.path.isdir(os.path.join(bridge, "sphana_bridge")):
         return None
-    request = {"input": src, "output": dst, "strategy": "embedding-split", "precision": "int8", "perChannel": False, "protoLimitBytes": 2**31}
+    request = {"input": src, "output": dst, "strategy": "embedding-split", "precision": "int8", "int8Scheme": "dynamic", "perChannel": False, "protoLimitBytes": 2**31}
     env = {**os.environ, "PYTHONPATH": bridge}
     r = subprocess.run([sys.executable, "-m", "sphana_bridge", "quantize", "--request", json.dumps(request)], env=env, capture_output=True, text=True)
     if r.returncode != 0 or not os.path.exists(dst):
