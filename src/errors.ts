@@ -116,6 +116,20 @@ export function fromSystemError(error: unknown): EnvironmentError | undefined {
   });
 }
 
+/**
+ * An environment error (exit 4) for an errno name another process reported (the Python bridge's
+ * `details.errno`), naming the folder; undefined when the name is not one of the system errors.
+ */
+export function systemErrorFromErrno(errno: unknown, path: unknown, context: string): EnvironmentError | undefined {
+  if (typeof errno !== 'string' || !Object.hasOwn(SYSTEM_ERRORS, errno)) return undefined;
+  const known = SYSTEM_ERRORS[errno];
+  const where = typeof path === 'string' && path ? path : undefined;
+  const folder = where ? folderOf(where) : 'the output folder';
+  return new EnvironmentError(known.code, `${context}: ${known.what} (${errno}${where ? `: ${where}` : ''})`, {
+    hint: known.hint(folder), details: { errno, path: where ?? null, folder },
+  });
+}
+
 /** The folder a user knows: the path's parent, above any hidden staging or temporary folder sphana made. */
 function folderOf(path: string): string {
   let dir = path;

@@ -22,6 +22,28 @@ from sphana_bridge.protocol import (
     one_line,
 )
 
+# Errors of the machine, not of the input or of sphana: the TypeScript side reports them as
+# environment problems (exit 4) naming the folder, whatever exception wrapped them.
+SYSTEM_ERRNOS = {"ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS"}
+
+
+def system_error_details(e: BaseException) -> dict[str, Any]:
+    """``{"errno": "ENOSPC", "path": ...}`` when e or an exception it wraps is such an OSError, else {}."""
+    import errno as errno_names
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno is not None:
+            name = errno_names.errorcode.get(cur.errno)
+            if name in SYSTEM_ERRNOS:
+                path = cur.filename if isinstance(cur.filename, str) else None
+                return {"errno": name, "path": path}
+        cur = cur.__cause__ or cur.__context__
+    return {}
+
+
 USAGE = "usage: python -m sphana_bridge <command> --request '<json object>'"
 
 
@@ -150,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except BridgeError as e:
         if e.error_class in ("Internal", "QuantizationError"):
             traceback.print_exc(file=sys.stderr)
-        emitter.error(e.error_class, e.message, e.details)
+        emitter.error(e.error_class, e.message, {**e.details, **system_error_details(e)})
         return 1
     except MemoryError as e:
         traceback.print_exc(file=sys.stderr)
@@ -161,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_proto_size_error(e):
             emitter.error("ProtoLimitExceeded", one_line(str(e)), {"exception": type(e).__name__})
         else:
-            emitter.error("Internal", f"{type(e).__name__}: {one_line(str(e))}", {"exception": type(e).__name__})
+            emitter.error("Internal", f"{type(e).__name__}: {one_line(str(e))}", {"exception": type(e).__name__, **system_error_details(e)})
         return 1
     finally:
         try:

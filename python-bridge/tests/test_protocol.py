@@ -274,3 +274,38 @@ def test_embedding_with_unknown_consumer_is_a_quantization_error(tmp_path):
     assert run.error["class"] == "QuantizationError"
     assert "odd_consumer" in run.error["message"] and "ReduceSum" in run.error["message"]
     assert os.listdir(out) == []
+
+
+def test_disk_full_inside_a_command_reports_its_errno(tmp_path):
+    """A real ENOSPC (writing to /dev/full), raw or wrapped in a BridgeError, carries errno and path
+    so that the TypeScript side reports an environment error (exit 4) instead of a bug."""
+    (tmp_path / "diskfull_command.py").write_text(
+        "from sphana_bridge.protocol import BridgeError\n"
+        "def run(request, emitter):\n"
+        "    try:\n"
+        "        with open('/dev/full', 'wb', buffering=0) as f:\n"
+        "            f.write(b'x' * 4096)\n"
+        "    except OSError as e:\n"
+        "        if request['wrap']:\n"
+        "            raise BridgeError('saving failed') from e\n"
+        "        raise\n"
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from sphana_bridge import cli;"
+        "cli.COMMANDS['diskfull'] = ('diskfull_command', 'run');"
+        "sys.exit(cli.main(['diskfull', '--request', sys.argv[2]]))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(BRIDGE_DIR))
+    for wrap in (False, True):
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), json.dumps({"wrap": wrap})],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 1, proc.stderr
+        (line,) = [json.loads(l) for l in proc.stdout.splitlines()]
+        assert line["type"] == "error"
+        assert line["details"]["errno"] == "ENOSPC", line
+        assert line["details"]["path"] is None, line  # a failed write() names no file; TypeScript then says "the output folder"
+        if wrap:
+            assert line["message"] == "saving failed"
+        else:
+            assert line["class"] == "Internal" and line["message"].startswith("OSError: [Errno 28]")

@@ -3,7 +3,7 @@
  * starts it: `<venv python> -m sphana_bridge <command> --request '<json>'`, stdout carrying
  * only JSON lines (progress…, then one result or one error), stderr carrying logs.
  */
-import { EnvironmentError, type ExitCodeName, InterruptedError, SphanaError } from '../errors.js';
+import { EnvironmentError, type ExitCodeName, InterruptedError, SphanaError, systemErrorFromErrno } from '../errors.js';
 import { type BridgeEnvironment, bridgeDir, childEnv, ensureBridgeEnvironment } from './environment.js';
 import { LineTail, startProcess } from './run-process.js';
 
@@ -167,7 +167,9 @@ export async function callBridge<T>(command: string, request: unknown, options: 
   }
   const status = outcome.exitCode !== null ? `exit status ${outcome.exitCode}` : `killed by ${outcome.signal}`;
   if (reply && outcome.exitCode === 1) {
-    throw new BridgeError(command, reply.class, reply.message, { ...reply.details, request, stderrTail: stderr.get() });
+    // A full disk or a permission problem inside the bridge is the machine's, not a bug (exit 4).
+    throw systemErrorFromErrno(reply.details.errno, reply.details.path, command)
+      ?? new BridgeError(command, reply.class, reply.message, { ...reply.details, request, stderrTail: stderr.get() });
   }
   if (reply) throw protocolError(`an error reply with ${status} (expected exit status 1)`, `${reply.class}: ${reply.message}`);
   if (outcome.exitCode !== 0) throw protocolError(`${status} without an error reply`, '');

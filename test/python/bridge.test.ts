@@ -87,6 +87,31 @@ test('an error reply becomes a BridgeError with the Python class, the right exit
   }
 });
 
+test('a full disk or a permission error inside the bridge is an environment error (exit 4) naming the folder', async () => {
+  const cases: Array<[string, string, string]> = [
+    ['ENOSPC', 'E_DISK_FULL', 'free space on the disk holding /data/out/onnx'],
+    ['EROFS', 'E_READ_ONLY', '/data/out/onnx is on a read-only file system'],
+    ['EACCES', 'E_PERMISSION', 'check the permissions of /data/out/onnx'],
+  ];
+  for (const [errno, code, hint] of cases) {
+    const details = { exception: 'OSError', errno, path: '/data/out/onnx/.sphana-staging-12-ab/llm_generator.onnx.data' };
+    await assert.rejects(call({ mode: 'error', errorClass: 'Internal', details }), (error: unknown) => {
+      assert.ok(error instanceof EnvironmentError, errno);
+      assert.equal(error.code, code);
+      assert.equal(error.exitCode, 4);
+      assert.match(error.message, new RegExp(`^test: .*\\(${errno}: /data/out/onnx/\\.sphana-staging-12-ab/llm_generator\\.onnx\\.data\\)$`));
+      assert.ok(error.hint?.includes(hint), `${errno}: ${error.hint}`);
+      return true;
+    });
+  }
+  // Any other errno stays the bridge's own failure.
+  await assert.rejects(call({ mode: 'error', errorClass: 'Internal', details: { exception: 'OSError', errno: 'EIO' } }), (error: unknown) => {
+    assert.ok(error instanceof BridgeError);
+    assert.equal(error.code, 'E_BRIDGE_FAILED');
+    return true;
+  });
+});
+
 test('protocol violations are E_BRIDGE_PROTOCOL with the offending output and the stderr tail', async () => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ mode: 'crash' }, /^bridge "test" broke the protocol: exit status 1 without an error reply \(request .*; last log line: RuntimeError: boom\)$/],
