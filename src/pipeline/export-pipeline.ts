@@ -12,7 +12,6 @@ import { bridgeVersions } from '../python/bridge-commands.js';
 import { type ExportResult, bridgeExport } from '../python/export-commands.js';
 import { type OptimizeMode, type OptimizeSummary, optimizeStep } from './optimize-step.js';
 import type { BridgeEnvironment } from '../python/environment.js';
-import { requirementsHash } from '../python/paths.js';
 import { type QuantizeOptions, type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
 import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
 import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
@@ -20,7 +19,8 @@ import { type GgufConversion, convertGguf } from './gguf-weights.js';
 import { environmentStep } from './environment-step.js';
 import { progressText } from '../progress.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
-import { StateStore, fingerprint } from './state.js';
+import { StateStore } from './state.js';
+import { stepPrints } from './step-prints.js';
 import { sphanaVersion } from '../version.js';
 import { verifyArtifacts } from '../verify/index.js';
 
@@ -116,7 +116,9 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   const bridge = async () => (env ??= await environmentStep(events, { signal: options.signal, record: (seconds) => steps.push({ step: 'environment', seconds, skipped: false }) }));
   await bridge(); // every run needs it (at least for the tool versions); its own step, before the others' spinners
   const hfDir = () => source.dir ?? join(workDir, 'hf');
-  const weightsPrint = fingerprint({ identity: source.identity, requirements: requirementsHash() });
+  const optimize = options.optimize ?? 'none';
+  const prints = stepPrints({ identity: source.identity, exporter: options.exporter, optimize, precision: options.precision, strategy: options.strategy, quant: options.quant });
+  const weightsPrint = prints.weights;
 
   let converted: GgufConversion | undefined;
   const ensureWeights = async () => {
@@ -141,12 +143,9 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   if (source.synthetic && existsSync(join(workDir, 'hf', 'config.json'))) source.dir = join(workDir, 'hf');
 
   const modelPath = join(onnxDir, MODEL_FILE);
-  const optimize = options.optimize ?? 'none';
   // With --optimize ort the export lands in the work folder and the optimize step writes modelPath.
   const exportPath = optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE);
-  const exportPrint = fingerprint({ weightsPrint, exporter: options.exporter, limit: protoLimitBytes(), ...(optimize === 'none' ? {} : { exportPath: 'unfused' }) });
-  const optimizePrint = fingerprint({ exportPrint, optimize });
-  const assemblePrint = fingerprint({ weightsPrint, exportPrint });
+  const { export: exportPrint, optimize: optimizePrint, assemble: assemblePrint } = prints;
   // Weights are needed only by a step that has to run.
   if (options.force || !state.upToDate('export', exportPrint) || !state.upToDate('assemble', assemblePrint)
     || (optimize !== 'none' && !state.upToDate('optimize', optimizePrint))) await ensureWeights();
@@ -179,7 +178,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   }
 
   const quantPath = join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`));
-  const quantPrint = fingerprint({ exportPrint, optimizePrint, precision: options.precision, strategy: options.strategy, quant: options.quant ?? {} });
+  const quantPrint = prints.quantize;
   const quantized = await step<QuantizeReport>('quantize', `quantize ${options.precision} (${options.strategy})`, quantPrint,
     () => [quantPath, `${quantPath}.data`].filter(existsSync),
     async () => {
@@ -245,7 +244,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
 
   if (options.verify) {
     {
-      const report = await step('verify', 'verify: files, structure, tokenizer, runtime, agreement', fingerprint({ quantPrint, assemblePrint, files: manifest.files.map((f) => f.sha256) }), () => [], async () => {
+      const report = await step('verify', 'verify: files, structure, tokenizer, runtime, agreement', prints.verify(manifest.files.map((f) => f.sha256)), () => [], async () => {
         const r = await verifyArtifacts(dir, { threads: options.threads, onProgress: (m: string) => events.progress('verify', m) });
         return { result: r, detail: r.ok ? 'all checks passed' : `failed: ${r.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')}` };
       });

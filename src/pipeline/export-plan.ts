@@ -9,11 +9,11 @@ import { dirname, join, resolve } from 'node:path';
 import { isSphanaError } from '../errors.js';
 import { type HfConfig, familyFor, findPreset, parameterCount, tinyVariant } from '../models/index.js';
 import { inspectBridgeEnvironment } from '../python/environment.js';
-import { requirementsHash } from '../python/paths.js';
 import { STRATEGIES, type StrategyChoice, protoLimitBytes } from '../quantize/run.js';
 import { readJson } from '../tokenizer/special-tokens.js';
 import { type ModelSource, resolveSource } from './source.js';
-import { StateStore, fingerprint } from './state.js';
+import { StateStore } from './state.js';
+import { stepPrints } from './step-prints.js';
 
 /** Measured on `llama-3.2-1b --synthetic full` (bench/results/export.md): every step's peak RSS ≤ 1.35× the fp32 model. */
 export const PEAK_MEMORY_RATIO = 1.35;
@@ -33,6 +33,9 @@ export interface PlanOptions {
   precision: 'int8' | 'int4';
   strategy: StrategyChoice;
   exporter: 'dynamo' | 'torchscript';
+  /** As the export takes them: they enter the quantize step's fingerprint. */
+  optimize?: string;
+  quant?: Record<string, unknown>;
   seed: number;
   force: boolean;
   verify: boolean;
@@ -91,6 +94,7 @@ export function planExport(facts: PlanFacts): ExportPlan {
   }
   const row = (name: string, what: string) => steps.push(skip(name) ? { step: name, action: 'skip', why: 'up to date' } : { step: name, action: 'run', why: what });
   row('export', `${o.exporter} export with KV cache + parity gate`);
+  if ((o.optimize ?? 'none') !== 'none') row('optimize', `${o.optimize}: onnxruntime fusions + parity gate (the unfused model if they fail)`);
   const order = o.strategy === 'auto' ? [...STRATEGIES] : [o.strategy];
   row('quantize', `${o.precision}, trying ${order.join(' → ')}`);
   row('assemble', 'tokenizer, configs and genai_config.json');
@@ -137,7 +141,7 @@ function availableMemory(): number {
 /**
  * The facts a plan needs, read without heavy work: the config (a preset's, or config.json), the
  * weights' whereabouts (never downloading), the resume state, free disk and memory.
- * The step fingerprints repeat runExport's (the dry-run test checks they agree).
+ * The step fingerprints are runExport's own (step-prints.ts; the dry-run test checks they agree).
  */
 export async function gatherPlanFacts(o: PlanOptions): Promise<PlanFacts> {
   const dir = resolve(o.out, o.artifactVersion);
@@ -175,17 +179,15 @@ export async function gatherPlanFacts(o: PlanOptions): Promise<PlanFacts> {
   const upToDate: Record<string, boolean> = {};
   if (source && existsSync(join(dir, '.sphana-state.json'))) {
     const state = new StateStore(dir);
-    const weightsPrint = fingerprint({ identity: source.identity, requirements: requirementsHash() });
-    const exportPrint = fingerprint({ weightsPrint, exporter: o.exporter, limit: protoLimitBytes() });
-    const assemblePrint = fingerprint({ weightsPrint, exportPrint });
-    const quantPrint = fingerprint({ exportPrint, precision: o.precision, strategy: o.strategy });
-    upToDate.weights = !!state.upToDate('weights', weightsPrint);
-    upToDate.export = !!state.upToDate('export', exportPrint);
-    upToDate.quantize = !!state.upToDate('quantize', quantPrint);
-    upToDate.assemble = !!state.upToDate('assemble', assemblePrint);
+    const prints = stepPrints({ identity: source.identity, exporter: o.exporter, optimize: o.optimize ?? 'none', precision: o.precision, strategy: o.strategy, quant: o.quant });
+    upToDate.weights = !!state.upToDate('weights', prints.weights);
+    upToDate.export = !!state.upToDate('export', prints.export);
+    if ((o.optimize ?? 'none') !== 'none') upToDate.optimize = !!state.upToDate('optimize', prints.optimize);
+    upToDate.quantize = !!state.upToDate('quantize', prints.quantize);
+    upToDate.assemble = !!state.upToDate('assemble', prints.assemble);
     try {
       const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { files: Array<{ sha256: string }> };
-      upToDate.verify = !!state.upToDate('verify', fingerprint({ quantPrint, assemblePrint, files: manifest.files.map((f) => f.sha256) }));
+      upToDate.verify = !!state.upToDate('verify', prints.verify(manifest.files.map((f) => f.sha256)));
     } catch {
       upToDate.verify = false;
     }
