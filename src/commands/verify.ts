@@ -59,7 +59,7 @@ export async function run(args: string[], options: VerifyCommandOptions, out: Ou
 
 /** The quality table, one row per precision, the way llama.cpp's perplexity scoreboard lists quantization types. */
 export function renderQuality(report: VerificationReport): string[] {
-  const rows = Object.values(report.quality);
+  const rows = Object.values(report.quality ?? {}); // absent in a report whose agreement check never ran
   if (!rows.length || !report.qualityText) return [];
   const t = report.qualityText;
   const head = t.source === 'corpus'

@@ -54,7 +54,7 @@ test('error messages that quote untrusted strings are escaped', () => {
 test("verify's table escapes names and messages from the manifest", () => {
   const report = {
     name: `model${OSC52}`, dir: '/tmp/a', ok: false, failed: [`files${OSC52}`], promptIds: 'tokenizer',
-    thresholds: { top1: 0.9, cosine: 0.99, kl: 0.05 }, tokens: 8, threads: 2, seconds: 1,
+    thresholds: { int8: { top1: 0.97, cosine: 0.98, kl: 0.05, nearTieNats: 0.5 } }, quality: {}, tokens: 8, threads: 2, seconds: 1,
     checks: [{ name: `files${OSC52}`, status: 'failed', seconds: 0.1, message: `missing ${CONTROL}; more`, figures: {} }],
   } as unknown as VerificationReport;
   const text = renderReport(report);
