@@ -66,13 +66,6 @@ Exit codes:
     .option('--artifact-version <v>', 'artifact version (a folder under --out)', '0.1.0')
     .option('--precision <p>', 'int8 | int4', 'int8')
     .option('--strategy <name>', 'quantization strategy: auto | direct | external-data | embedding-split', 'auto')
-    .option('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme)
-    .option('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel)
-    .option('--block-size <n>', QUANT_FLAG_HELP.blockSize)
-    .option('--symmetric', QUANT_FLAG_HELP.symmetric)
-    .option('--head-bits <n>', QUANT_FLAG_HELP.headBits)
-    .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
-    .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm)
     .option('--exporter <name>', 'dynamo | torchscript', 'dynamo')
     .option('--optimize <mode>', 'onnxruntime fusions between export and quantize, parity-gated: none | ort', 'none')
     .option('--seed <n>', 'seed for synthetic weights', '0')
@@ -96,9 +89,9 @@ Exit codes:
     .option('--tokens <n>', 'decode steps for the cache check, the sample and the speed figures', '16')
     .option('--precision <list>', 'comma-separated precisions to run (default: every model in the manifest)')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
-    .option('--top1 <x>', 'minimum top-1 agreement of the quantized model with fp32 (default 0.90)')
-    .option('--cosine <x>', 'minimum mean cosine similarity of the logits (default 0.98)')
-    .option('--kl <x>', 'maximum mean KL divergence, nats (default 0.10)')
+    .option('--top1 <x>', 'minimum margin-aware top-1 agreement with fp32, every precision (default per precision: int8 0.97, int4 0.85)')
+    .option('--cosine <x>', 'minimum mean cosine similarity of the logits (default: int8 0.98, int4 0.95)')
+    .option('--kl <x>', 'maximum mean KL divergence, nats (default: int8 0.05, int4 0.35)')
     .action(run(() => import('../commands/verify.js')));
 
   program
@@ -118,13 +111,6 @@ Exit codes:
     .option('-o, --output <file>', 'output path (default: MODEL.int8.onnx)')
     .option('--strategy <name>', 'auto | direct | external-data | embedding-split', 'auto')
     .option('--precision <p>', 'int8 | int4', 'int8')
-    .option('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme)
-    .option('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel)
-    .option('--block-size <n>', QUANT_FLAG_HELP.blockSize)
-    .option('--symmetric', QUANT_FLAG_HELP.symmetric)
-    .option('--head-bits <n>', QUANT_FLAG_HELP.headBits)
-    .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
-    .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm)
     .option('--per-channel', 'dynamic int8: per-channel weight scales')
     .option('--engine <name>', "dynamic int8 engine: streaming (tensor by tensor, flat memory) | ort (onnxruntime's quantize_dynamic)", 'streaming')
     .option('--force', 'overwrite an existing output')
@@ -147,7 +133,20 @@ Exit codes:
     .description('list the built-in model presets and their dimensions')
     .action(run(() => import('../commands/models.js')));
 
+  // The quantization settings are the same flags on both commands that quantize.
+  for (const name of ['export', 'quantize']) withQuantFlags(program.commands.find((c) => c.name() === name)!);
   return program;
+}
+
+function withQuantFlags(command: Command): Command {
+  return command
+    .option('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme)
+    .option('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel)
+    .option('--block-size <n>', QUANT_FLAG_HELP.blockSize)
+    .option('--symmetric', QUANT_FLAG_HELP.symmetric)
+    .option('--head-bits <n>', QUANT_FLAG_HELP.headBits)
+    .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
+    .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm);
 }
 
 export async function main(argv: string[]): Promise<number> {
