@@ -63,7 +63,11 @@ test('parameter counts are the published ones', () => {
   const published: Record<string, number> = {
     'llama-3.2-1b': 1_235_814_400, 'smollm2-135m': 134_515_008, 'gemma-2b': 2_506_172_416, 'gemma-2-2b': 2_614_341_888,
     'qwen2.5-0.5b': 494_032_768,
+    // Qwen3-0.6B's model card: 0.6B parameters, 0.44B of them outside the (tied) embedding.
+    'qwen3-0.6b': 596_049_920,
   };
+  const q3 = PRESETS.find((p) => p.name === 'qwen3-0.6b')!.config;
+  assert.ok(Math.abs(parameterCount(q3) - 151936 * 1024 - 0.44e9) < 0.005e9, 'non-embedding 0.44B');
   for (const [name, n] of Object.entries(published)) assert.equal(parameterCount(PRESETS.find((p) => p.name === name)!.config), n, name);
 });
 
@@ -82,4 +86,9 @@ test('the facts state each family\'s traits', () => {
   assert.equal(g2.layerTypes.length, 26);
   assert.deepEqual(g2.layerTypes.slice(0, 3), ['sliding_attention', 'full_attention', 'sliding_attention']);
   assert.deepEqual([g2.attnLogitSoftcapping, g2.finalLogitSoftcapping], [50, 30]);
+  const q3 = facts('qwen3-0.6b');
+  assert.deepEqual([q3.qkNorm, q3.attentionBias, q3.headDim, q3.tiedEmbeddings, q3.slidingWindow], [true, 'none', 128, true, null]);
+  // Without head_dim in config.json, Qwen3 still has 128 (transformers' default), not hidden / heads.
+  const { head_dim: _h, ...noHeadDim } = PRESETS.find((p) => p.name === 'qwen3-0.6b')!.config;
+  assert.equal(factsFor(noHeadDim).headDim, 128);
 });
