@@ -65,6 +65,7 @@ test('parameter counts are the published ones', () => {
     'qwen2.5-0.5b': 494_032_768,
     // Qwen3-0.6B's model card: 0.6B parameters, 0.44B of them outside the (tied) embedding.
     'qwen3-0.6b': 596_049_920,
+    'mistral-7b': 7_241_732_096,
   };
   const q3 = PRESETS.find((p) => p.name === 'qwen3-0.6b')!.config;
   assert.ok(Math.abs(parameterCount(q3) - 151936 * 1024 - 0.44e9) < 0.005e9, 'non-embedding 0.44B');
@@ -91,4 +92,11 @@ test('the facts state each family\'s traits', () => {
   // Without head_dim in config.json, Qwen3 still has 128 (transformers' default), not hidden / heads.
   const { head_dim: _h, ...noHeadDim } = PRESETS.find((p) => p.name === 'qwen3-0.6b')!.config;
   assert.equal(factsFor(noHeadDim).headDim, 128);
+  const mi = facts('mistral-7b');
+  assert.equal(mi.slidingWindow, 4096);
+  assert.deepEqual(new Set(mi.layerTypes), new Set(['sliding_attention']), 'every layer slides');
+  assert.equal(mi.layerTypes.length, 32);
+  const { sliding_window: _w, ...noWindow } = PRESETS.find((p) => p.name === 'mistral-7b')!.config;
+  assert.equal(factsFor(noWindow).slidingWindow, 4096, 'MistralConfig\'s default window');
+  assert.equal(factsFor({ ...noWindow, sliding_window: null }).slidingWindow, null, 'null turns it off');
 });
