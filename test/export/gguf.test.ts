@@ -186,14 +186,15 @@ test('bad GGUF input: one-line typed errors, exit 3, nothing half-written', () =
     assert.deepEqual(existsSync(work) ? readdirSync(work) : [], []);
     assert.equal(existsSync(join(bad, 'c', '0.1.0', 'manifest.json')), false);
 
-    // A GGUF that transformers reads (Qwen3) but sphana does not export: refused after the conversion, nothing kept.
+    // A Qwen3 GGUF (q/k norms included) converts and exports through the qwen3 family, parity-gated.
     const qwen3 = join(bad, 'qwen3.gguf');
     const made = spawnSync(testPython(), [join(ROOT, 'fixtures', 'tiny_gguf.py'), qwen3, '--arch', 'qwen3'], { encoding: 'utf8' });
     assert.equal(made.status, 0, made.stderr);
-    const unsupported = sphana(['export', qwen3, '--out', join(bad, 'e')]);
-    assert.equal(unsupported.exitCode, 3, unsupported.stderr);
-    assert.match(unsupported.stderr, /error E_UNSUPPORTED_ARCHITECTURE: qwen3\.gguf \(converted config\.json\): architecture Qwen3ForCausalLM is not supported/);
-    assert.deepEqual(readdirSync(join(bad, 'e', '0.1.0', '.sphana-work')), []);
+    const converted = sphana(['export', qwen3, '--out', join(bad, 'e'), '--no-verify', '--json']);
+    assert.equal(converted.exitCode, 0, converted.stderr);
+    const q3 = json<Manifest>(join(bad, 'e', '0.1.0', 'manifest.json'));
+    assert.equal(q3.architecture.architecture, 'Qwen3ForCausalLM');
+    assert.equal((q3.parity as { top1Agreement: number }).top1Agreement, 1);
 
     const synthetic = sphana(['export', GGUF!, '--synthetic', 'tiny', '--out', join(bad, 'd')]);
     assert.equal(synthetic.exitCode, 3);
