@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { type CompiledSchema, compileTables, compiledSchemaPath, modelSpec, protoPath } from '../../src/onnx/schema.js';
+import { type CompiledSchema, compileTables, compiledSchemaPath, fnv1a, modelSpec, protoPath } from '../../src/onnx/schema.js';
 import { ROOT, testPython } from '../helpers/paths.js';
 
 /** The .proto without comments and with whitespace collapsed: what defines the schema. */
@@ -40,4 +40,18 @@ test('onnx-schema.json holds exactly the tables protobufjs compiles from onnx.pr
   assert.equal(initializer?.repeated, true);
   const raw = initializer?.message?.fields.get(9);
   assert.deepEqual([raw?.name, raw?.kind, raw?.lazy], ['raw_data', 'bytes', true]);
+});
+
+test('the start-up key of onnx-schema.json is FNV-1a 32 of the .proto with its length (published test vectors)', () => {
+  const enc = (t: string) => new TextEncoder().encode(t);
+  assert.equal(fnv1a(enc('')), '0:811c9dc5');
+  assert.equal(fnv1a(enc('a')), '1:e40c292c');
+  assert.equal(fnv1a(enc('foobar')), '6:bf9cf968');
+  const proto = readFileSync(protoPath());
+  const stored = JSON.parse(readFileSync(compiledSchemaPath(), 'utf8')) as CompiledSchema;
+  assert.equal(stored.protoFnv1a, fnv1a(proto));
+  // One changed byte changes the key, so an edited .proto is compiled afresh rather than misread.
+  const edited = Buffer.from(proto);
+  edited[edited.length >> 1] ^= 1;
+  assert.notEqual(fnv1a(edited), stored.protoFnv1a);
 });
