@@ -8,8 +8,7 @@ import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
 import type { Manifest, Precision } from '../manifest/schema.js';
 import { describeArchitecture, type HfConfig } from '../models/index.js';
-import { bridgeVersions } from '../python/bridge-commands.js';
-import { type ExportResult, bridgeExport } from '../python/export-commands.js';
+import { type ExportResult, bridgeExport, bridgeVersions } from '../python/entry-points.js';
 import { type OptimizeMode, type OptimizeSummary, optimizeStep } from './optimize-step.js';
 import type { BridgeEnvironment } from '../python/environment.js';
 import { type QuantizeOptions, type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
@@ -23,23 +22,24 @@ import { StateStore } from './state.js';
 import { stepPrints } from './step-prints.js';
 import { sphanaVersion } from '../version.js';
 import { verifyArtifacts } from '../verify/index.js';
+import type { Exporter, QuantizePrecision, SyntheticSize } from '../vocabulary.js';
 
 export const MODEL_FILE = 'llm_generator.onnx';
 const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
 
 export interface ExportOptions {
   model: string;
-  synthetic?: 'tiny' | 'full';
+  synthetic?: SyntheticSize;
   weights?: string;
   revision?: string;
   offline?: boolean;
   out: string;
   artifactVersion: string;
-  precision: 'int8' | 'int4';
+  precision: QuantizePrecision;
   strategy: StrategyChoice;
   /** Scheme, accuracy level and int4 settings (default: the gate's ladder, see settingsLadder). */
   quant?: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>;
-  exporter: 'dynamo' | 'torchscript';
+  exporter: Exporter;
   /** onnxruntime fusions between export and quantize (default none). */
   optimize?: OptimizeMode;
   seed: number;
