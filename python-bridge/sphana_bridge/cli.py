@@ -113,7 +113,8 @@ def accepted_keys() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for command in COMMANDS:
         try:
-            _resolve(command)({probe: True}, Emitter(open(os.devnull, "wb")))
+            with open(os.devnull, "wb") as sink:
+                _resolve(command)({probe: True}, Emitter(sink))
         except BadRequest as e:
             allowed = e.details.get("allowed")
             if e.details.get("unknown") != [probe] or not isinstance(allowed, list):

@@ -15,7 +15,7 @@ export type { BridgeFile } from './reply-shape.js';
 export type BridgeCommandOptions = Omit<BridgeCallOptions, 'env'>;
 
 /** Every field of a request type, once: the compiler rejects a missing or an extra one. */
-const fields = <T>(all: { [K in keyof Required<T>]: true }): string[] => Object.keys(all).sort();
+export const fields = <T>(all: { [K in keyof Required<T>]: true }): string[] => Object.keys(all).sort();
 
 // ---- versions ----------------------------------------------------------------------------------
 
