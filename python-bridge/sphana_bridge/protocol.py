@@ -40,13 +40,8 @@ class QuantizationError(BridgeError):
     error_class = "QuantizationError"
 
 
-class Internal(BridgeError):
-    error_class = "Internal"
-
-
-# The stable base classes. Commands may define more (subclass BridgeError and set
-# ``error_class``); the emitter passes any identifier-like class name through.
-ERROR_CLASSES = ("BadRequest", "InputError", "ProtoLimitExceeded", "OutOfMemory", "QuantizationError", "Internal")
+# BridgeError itself is "Internal". Commands may define more classes (subclass BridgeError and
+# set ``error_class``); the emitter passes any identifier-like class name through.
 
 _PROTO_SIZE_PHRASES = (
     "exceeds maximum protobuf size",  # protobuf (upb / cpp): "Message onnx.ModelProto exceeds maximum protobuf size of 2GB"
