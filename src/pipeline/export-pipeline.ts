@@ -5,11 +5,11 @@ import { runTag, sweepOnExit, sweepStaging } from '../cleanup.js';
 import { acquireLock } from '../artifacts/lock.js';
 import { fsyncPath, renameDurable, writeFileAtomic } from '../artifacts/files.js';
 import { JobFailedError } from '../errors.js';
-import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
+import { MODEL_SUBDIR, type ManifestInput, buildManifest, writeManifest } from '../manifest/build.js';
 import type { Manifest, Precision } from '../manifest/schema.js';
 import { describeArchitecture, type HfConfig } from '../models/index.js';
 import { type ExportResult, bridgeExport, bridgeVersions } from '../python/entry-points.js';
-import { type OptimizeMode, type OptimizeSummary, optimizeStep } from './optimize-step.js';
+import { type OptimizeSummary, optimizeStep } from './optimize-step.js';
 import type { BridgeEnvironment } from '../python/environment.js';
 import { type QuantizeOptions, type QuantizeReport, type StrategyChoice, protoLimitBytes, quantizeModel } from '../quantize/run.js';
 import { onnxruntimeVersion } from '../runtime/onnxruntime.js';
@@ -19,10 +19,11 @@ import { environmentStep } from './environment-step.js';
 import { progressText } from '../progress.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore } from './state.js';
-import { stepPrints } from './step-prints.js';
+import { type StepPrints, stepPrints } from './step-prints.js';
+import { type PipelineEvents, StepRunner, type StepTiming } from './step-runner.js';
 import { sphanaVersion } from '../version.js';
 import { verifyArtifacts } from '../verify/index.js';
-import type { Exporter, QuantizePrecision, SyntheticSize } from '../vocabulary.js';
+import type { Exporter, OptimizeMode, QuantizePrecision, SyntheticSize } from '../vocabulary.js';
 
 export const MODEL_FILE = 'llm_generator.onnx';
 const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
@@ -50,14 +51,7 @@ export interface ExportOptions {
   events: PipelineEvents;
 }
 
-export interface PipelineEvents {
-  start(step: string, label: string): void;
-  progress(step: string, message: string): void;
-  done(step: string, info: { seconds: number; skipped: boolean; detail?: string }): void;
-  failed(step: string, error: unknown): void;
-}
-
-export interface StepTiming { step: string; seconds: number; skipped: boolean; detail?: string }
+export type { PipelineEvents, StepTiming } from './step-runner.js';
 
 export interface ExportSummary {
   dir: string;
@@ -82,123 +76,159 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
 }
 
 async function runLockedExport(options: ExportOptions, dir: string): Promise<ExportSummary> {
+  const run = await startRun(options, dir);
+  await prepareWeights(run);
+  const exported = await exportStep(run);
+  const optimization = await optimizeIfAsked(run);
+  const quantized = await quantizeStep(run);
+  await assembleStep(run);
+  const input = await manifestInput(run, exported, quantized, optimization);
+  let manifest = await run.steps.always('manifest', 'manifest (read back from the written files)', async () => {
+    const built = await buildManifest(input);
+    writeManifest(dir, built);
+    return built;
+  });
+  let verification: ExportSummary['verification'] = null;
+  if (options.verify) ({ manifest, verification } = await verifyStep(run, manifest));
+  return { dir, manifest: join(dir, 'manifest.json'), steps: run.steps.timings, files: manifest.files, kvCache: manifest.kvCache, parity: manifest.parity, quantization: manifest.quantization, verification };
+}
+
+/** One export run: its folders, its resume state and step runner, its model source and the bridge. */
+interface ExportRun {
+  options: ExportOptions;
+  dir: string;
+  onnxDir: string;
+  workDir: string;
+  state: StateStore;
+  steps: StepRunner;
+  source: ModelSource;
+  prints: StepPrints;
+  optimize: OptimizeMode;
+  /** The fp32 model of the artifact. */
+  modelPath: string;
+  /** Where the export lands: modelPath, or with --optimize ort the work folder (the optimize step writes modelPath). */
+  exportPath: string;
+  quantPath: string;
+  bridge(): Promise<BridgeEnvironment>;
+  /** The Hugging Face folder to export from (the source's, or the work folder's once converted or synthesized). */
+  hfDir(): string;
+  /** The GGUF conversion's result, once known. */
+  converted?: GgufConversion;
+}
+
+async function startRun(options: ExportOptions, dir: string): Promise<ExportRun> {
   const onnxDir = join(dir, MODEL_SUBDIR);
   const workDir = join(dir, '.sphana-work');
   mkdirSync(onnxDir, { recursive: true });
   const state = new StateStore(dir);
-  const steps: StepTiming[] = [];
   const { events } = options;
-
-  async function step<T>(name: string, label: string, print: string, outputs: () => string[], run: () => Promise<{ result: T; detail?: string }>): Promise<T> {
-    const cached = options.force ? undefined : state.upToDate(name, print);
-    events.start(name, label);
-    if (cached) {
-      events.done(name, { seconds: 0, skipped: true, detail: 'up to date' });
-      steps.push({ step: name, seconds: 0, skipped: true });
-      return cached.result as T;
-    }
-    const t0 = performance.now();
-    try {
-      const { result, detail } = await run();
-      const seconds = (performance.now() - t0) / 1000;
-      state.record(name, print, outputs().map((p) => relative(dir, p)), result, seconds);
-      events.done(name, { seconds, skipped: false, detail });
-      steps.push({ step: name, seconds, skipped: false, detail });
-      return result;
-    } catch (error) {
-      events.failed(name, error);
-      throw error;
-    }
-  }
-
+  const steps = new StepRunner(dir, state, events, options.force);
   const source = await resolveSource({ ...options, onProgress: (m) => events.progress('weights', m) });
   let env: BridgeEnvironment | undefined;
-  const bridge = async () => (env ??= await environmentStep(events, { signal: options.signal, record: (seconds) => steps.push({ step: 'environment', seconds, skipped: false }) }));
+  const bridge = async () => (env ??= await environmentStep(events, { signal: options.signal, record: (seconds) => steps.timings.push({ step: 'environment', seconds, skipped: false }) }));
   await bridge(); // every run needs it (at least for the tool versions); its own step, before the others' spinners
-  const hfDir = () => source.dir ?? join(workDir, 'hf');
   const optimize = options.optimize ?? 'none';
   const prints = stepPrints({ identity: source.identity, exporter: options.exporter, optimize, precision: options.precision, strategy: options.strategy, quant: options.quant });
-  const weightsPrint = prints.weights;
+  const modelPath = join(onnxDir, MODEL_FILE);
+  return {
+    options, dir, onnxDir, workDir, state, steps, source, prints, optimize, bridge,
+    hfDir: () => source.dir ?? join(workDir, 'hf'),
+    modelPath,
+    exportPath: optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE),
+    quantPath: join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`)),
+  };
+}
 
-  let converted: GgufConversion | undefined;
+/** The `weights` step (GGUF → fp32 folder, or synthetic weights), run only when a step that needs the weights has to run. */
+async function prepareWeights(run: ExportRun): Promise<void> {
+  const { options, state, source, workDir, prints } = run;
+  const hf = join(workDir, 'hf');
+  const outputs = () => readdirSync(hf).filter((f) => !f.startsWith('.')).map((f) => join(hf, f));
+  const progress = { signal: options.signal, onProgress: (m: string) => options.events.progress('weights', m) };
   const ensureWeights = async () => {
     if (source.gguf) {
       const { path, file } = source.gguf;
-      const hf = join(workDir, 'hf');
-      converted = await step<GgufConversion>('weights', `convert ${file} → fp32 Hugging Face folder`, weightsPrint, () => readdirSync(hf).filter((f) => !f.startsWith('.')).map((f) => join(hf, f)), async () => {
-        const result = await convertGguf(path, file, hf, await bridge(), { signal: options.signal, onProgress: (m) => events.progress('weights', m) });
+      run.converted = await run.steps.run<GgufConversion>('weights', `convert ${file} → fp32 Hugging Face folder`, prints.weights, outputs, async () => {
+        const result = await convertGguf(path, file, hf, await run.bridge(), progress);
         return { result, detail: `${result.gguf.architecture} ${result.gguf.fileType ?? ''} (${result.gguf.quantizationTypes.join(', ')}) → ${result.architectures.join(', ')}` };
       });
       source.dir = hf;
       return;
     }
     if (!source.synthetic) return;
-    const hf = join(workDir, 'hf');
-    await step('weights', `synthesize ${source.synthetic} ${source.preset!.name} weights`, weightsPrint, () => readdirSync(hf).filter((f) => !f.startsWith('.')).map((f) => join(hf, f)), async () => {
-      await synthesizeWeights(source, join(workDir, 'hf'), await bridge(), options.seed, { signal: options.signal, onProgress: (m) => events.progress('weights', m) });
-      return { result: { dir: join(workDir, 'hf') } };
+    await run.steps.run('weights', `synthesize ${source.synthetic} ${source.preset!.name} weights`, prints.weights, outputs, async () => {
+      await synthesizeWeights(source, hf, await run.bridge(), options.seed, progress);
+      return { result: { dir: hf } };
     });
-    source.dir = join(workDir, 'hf');
+    source.dir = hf;
   };
-  if (source.synthetic && existsSync(join(workDir, 'hf', 'config.json'))) source.dir = join(workDir, 'hf');
-
-  const modelPath = join(onnxDir, MODEL_FILE);
-  // With --optimize ort the export lands in the work folder and the optimize step writes modelPath.
-  const exportPath = optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE);
-  const { export: exportPrint, optimize: optimizePrint, assemble: assemblePrint } = prints;
-  // Weights are needed only by a step that has to run.
-  if (options.force || !state.upToDate('export', exportPrint) || !state.upToDate('assemble', assemblePrint)
-    || (optimize !== 'none' && !state.upToDate('optimize', optimizePrint))) await ensureWeights();
+  if (source.synthetic && existsSync(join(hf, 'config.json'))) source.dir = hf;
+  if (options.force || !state.upToDate('export', prints.export) || !state.upToDate('assemble', prints.assemble)
+    || (run.optimize !== 'none' && !state.upToDate('optimize', prints.optimize))) await ensureWeights();
   if (source.gguf) {
     // The file's facts go into the manifest even when every step that needs the weights is up to date.
-    converted ??= state.resultOf('weights', weightsPrint) as GgufConversion | undefined;
-    if (!converted) await ensureWeights();
-    source.manifestSource = { ...source.manifestSource, gguf: converted!.gguf };
+    run.converted ??= state.resultOf('weights', prints.weights) as GgufConversion | undefined;
+    if (!run.converted) await ensureWeights();
+    source.manifestSource = { ...source.manifestSource, gguf: run.converted!.gguf };
   }
-  const exported = await step<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, exportPrint,
+}
+
+/** The `export` step: the bridge's export with KV cache, gated on parity with PyTorch. */
+function exportStep(run: ExportRun): Promise<ExportResult> {
+  const { options, exportPath } = run;
+  return run.steps.run<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, run.prints.export,
     () => [exportPath, `${exportPath}.data`].filter(existsSync),
     async () => {
       for (const f of [exportPath, `${exportPath}.data`]) rmSync(f, { force: true });
       mkdirSync(dirname(exportPath), { recursive: true });
       sweepStaging(dirname(exportPath));
       const unsweep = sweepOnExit(dirname(exportPath));
-      const result = await bridgeExport(await bridge(), {
-        modelDir: hfDir(), output: exportPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
-      }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
+      const result = await bridgeExport(await run.bridge(), {
+        modelDir: run.hfDir(), output: exportPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
+      }, { signal: options.signal, onProgress: (p) => options.events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
       for (const f of [exportPath, `${exportPath}.data`, dirname(exportPath)]) if (existsSync(f)) fsyncPath(f);
       return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
     });
+}
 
-  let optimization: OptimizeSummary | null = null;
-  if (optimize !== 'none') {
-    optimization = await step<OptimizeSummary>('optimize', `optimize ${optimize}: onnxruntime fusions + parity gate`, optimizePrint,
-      () => [modelPath, `${modelPath}.data`].filter(existsSync),
-      async () => optimizeStep({ mode: optimize, input: exportPath, output: modelPath, modelDir: hfDir(), env: await bridge(), signal: options.signal, onProgress: (m) => events.progress('optimize', m) }));
-  }
+/** The `optimize` step with --optimize ort (else null). */
+async function optimizeIfAsked(run: ExportRun): Promise<OptimizeSummary | null> {
+  const { optimize, modelPath, options } = run;
+  if (optimize === 'none') return null;
+  return run.steps.run<OptimizeSummary>('optimize', `optimize ${optimize}: onnxruntime fusions + parity gate`, run.prints.optimize,
+    () => [modelPath, `${modelPath}.data`].filter(existsSync),
+    async () => optimizeStep({ mode: optimize, input: run.exportPath, output: modelPath, modelDir: run.hfDir(), env: await run.bridge(), signal: options.signal, onProgress: (m) => options.events.progress('optimize', m) }));
+}
 
-  const quantPath = join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`));
-  const quantPrint = prints.quantize;
-  const quantized = await step<QuantizeReport>('quantize', `quantize ${options.precision} (${options.strategy})`, quantPrint,
+/** The `quantize` step: the strategy fallback and the settings ladder, gated on quality. */
+function quantizeStep(run: ExportRun): Promise<QuantizeReport> {
+  const { options, source, quantPath } = run;
+  const { events } = options;
+  return run.steps.run<QuantizeReport>('quantize', `quantize ${options.precision} (${options.strategy})`, run.prints.quantize,
     () => [quantPath, `${quantPath}.data`].filter(existsSync),
     async () => {
       const result = await quantizeModel({
         ...options.quant,
-        input: modelPath, output: quantPath, precision: options.precision, strategy: options.strategy, force: true, env: await bridge(),
+        input: run.modelPath, output: quantPath, precision: options.precision, strategy: options.strategy, force: true, env: await run.bridge(),
         threads: options.threads, signal: options.signal,
-        tokenizer: { dir: hfDir(), synthetic: !!source.synthetic && !source.preset?.offlineTokenizer },
+        tokenizer: { dir: run.hfDir(), synthetic: !!source.synthetic && !source.preset?.offlineTokenizer },
         onAttempt: (s, setting) => events.progress('quantize', `trying ${setting ? `${setting}, ` : ''}${s}`),
         onProgress: (p) => events.progress('quantize', progressText(p)),
         onAttemptDone: (a) => events.progress('quantize', `${a.setting ? `${a.setting} / ` : ''}${a.strategy}: ${a.ok ? 'ok' : `${a.error?.class}: ${a.error?.message}`}`),
       });
       return { result, detail: `via ${result.strategy}, ${result.setting}${result.slowerThanFp32 ? ' (SLOWER than fp32 on this CPU)' : ''}` };
     });
+}
 
-  await step('assemble', 'tokenizer, configs and genai_config.json', assemblePrint,
+/** The `assemble` step: tokenizer and config files copied beside the model, and genai_config.json. */
+async function assembleStep(run: ExportRun): Promise<void> {
+  const { onnxDir, source } = run;
+  await run.steps.run('assemble', 'tokenizer, configs and genai_config.json', run.prints.assemble,
     () => [...COPIED, 'genai_config.json'].map((f) => join(onnxDir, f)).filter(existsSync),
     async () => {
       for (const f of COPIED) {
-        const from = join(hfDir(), f);
+        const from = join(run.hfDir(), f);
         if (!existsSync(from)) continue;
         const tmp = join(onnxDir, `.sphana-tmp-${runTag()}-${f}`);
         copyFileSync(from, tmp);
@@ -211,13 +241,17 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
       writeFileAtomic(join(onnxDir, 'genai_config.json'), `${JSON.stringify(genaiConfig({ filename: MODEL_FILE, architecture, kvCache: kv, bosTokenId: tokenizer.bosTokenId, eosTokenIds: tokenizer.eosTokenIds, padTokenId: tokenizer.padTokenId }), null, 2)}\n`);
       return { result: { tokenizer: tokenizer.format } };
     });
+}
 
-  const tools = await toolVersions(await bridge());
+/** What the manifest records of this run (buildManifest reads the files' sizes and hashes back). */
+async function manifestInput(run: ExportRun, exported: ExportResult, quantized: QuantizeReport, optimization: OptimizeSummary | null): Promise<ManifestInput> {
+  const { options, dir, onnxDir, source } = run;
+  const tools = await toolVersions(await run.bridge());
   const models: Array<{ precision: Precision; path: string }> = [
     { precision: 'fp32', path: `${MODEL_SUBDIR}/${MODEL_FILE}` },
-    { precision: options.precision, path: relative(dir, quantPath) },
+    { precision: options.precision, path: relative(dir, run.quantPath) },
   ];
-  const manifestInput = {
+  return {
     dir, name: source.preset?.name ?? source.name ?? (readJson<HfConfig>(join(onnxDir, 'config.json'), 'model config').model_type ?? 'model'),
     artifactVersion: options.artifactVersion, source: source.manifestSource, models,
     tokenizerSynthetic: !!source.synthetic && !source.preset?.offlineTokenizer,
@@ -234,30 +268,23 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
     parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset },
     verification: null, tools, optimization,
   };
-  let verification: ExportSummary['verification'] = null;
-  const t0 = performance.now();
-  events.start('manifest', 'manifest (read back from the written files)');
-  let manifest = await buildManifest(manifestInput);
-  writeManifest(dir, manifest);
-  events.done('manifest', { seconds: (performance.now() - t0) / 1000, skipped: false });
-  steps.push({ step: 'manifest', seconds: (performance.now() - t0) / 1000, skipped: false });
+}
 
-  if (options.verify) {
-    {
-      const report = await step('verify', 'verify: files, structure, tokenizer, runtime, agreement', prints.verify(manifest.files.map((f) => f.sha256)), () => [], async () => {
-        const r = await verifyArtifacts(dir, { threads: options.threads, onProgress: (m: string) => events.progress('verify', m) });
-        return { result: r, detail: r.ok ? 'all checks passed' : `failed: ${r.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')}` };
-      });
-      verification = { ok: report.ok, failed: report.checks.filter((c) => !c.passed).map((c) => c.name) };
-      manifest = { ...manifest, quality: Object.keys(report.quality).length ? report.quality : manifest.quality, verification: report as unknown as Record<string, unknown> };
-      writeManifest(dir, manifest);
-      if (!report.ok) {
-        state.forget('verify');
-        throw new JobFailedError('E_VERIFY_FAILED', `verification failed: ${verification.failed.join(', ')}`, { hint: `run \`sphana verify ${dir}\` for the figures` });
-      }
-    }
+/** The `verify` step: the report goes into the manifest; a failed check fails the run (and is not recorded as done). */
+async function verifyStep(run: ExportRun, manifest: Manifest): Promise<{ manifest: Manifest; verification: NonNullable<ExportSummary['verification']> }> {
+  const { dir, options } = run;
+  const report = await run.steps.run('verify', 'verify: files, structure, tokenizer, runtime, agreement', run.prints.verify(manifest.files.map((f) => f.sha256)), () => [], async () => {
+    const r = await verifyArtifacts(dir, { threads: options.threads, onProgress: (m: string) => options.events.progress('verify', m) });
+    return { result: r, detail: r.ok ? 'all checks passed' : `failed: ${r.checks.filter((c) => !c.passed).map((c) => c.name).join(', ')}` };
+  });
+  const verification = { ok: report.ok, failed: report.checks.filter((c) => !c.passed).map((c) => c.name) };
+  const verified = { ...manifest, quality: Object.keys(report.quality).length ? report.quality : manifest.quality, verification: report as unknown as Record<string, unknown> };
+  writeManifest(dir, verified);
+  if (!report.ok) {
+    run.state.forget('verify');
+    throw new JobFailedError('E_VERIFY_FAILED', `verification failed: ${verification.failed.join(', ')}`, { hint: `run \`sphana verify ${dir}\` for the figures` });
   }
-  return { dir, manifest: join(dir, 'manifest.json'), steps, files: manifest.files, kvCache: manifest.kvCache, parity: manifest.parity, quantization: manifest.quantization, verification };
+  return { manifest: verified, verification };
 }
 
 async function toolVersions(env: BridgeEnvironment): Promise<Record<string, string>> {
