@@ -7,7 +7,7 @@
 export const MANIFEST_VERSION = 1 as const;
 export const MANIFEST_FILE = 'manifest.json';
 
-import type { Precision } from '../vocabulary.js';
+import type { Precision, SyntheticSize } from '../vocabulary.js';
 
 export { PRECISIONS, type Precision } from '../vocabulary.js';
 
@@ -167,7 +167,7 @@ export interface Manifest {
     preset: string | null;
     hubId: string | null;
     revision: string | null;
-    synthetic: 'tiny' | 'full' | null;
+    synthetic: SyntheticSize | null;
     seed: number | null;
     weightsFrom: string;
     /** Set when the weights came from a GGUF file (`weightsFrom: 'gguf'`), dequantized to fp32 before the export. */
