@@ -40,8 +40,14 @@ class QuantizationError(BridgeError):
     error_class = "QuantizationError"
 
 
-# BridgeError itself is "Internal". Commands may define more classes (subclass BridgeError and
-# set ``error_class``); the emitter passes any identifier-like class name through.
+class Internal(BridgeError):
+    """A bug on either side (e.g. a request that contradicts itself), never the user's input."""
+
+    error_class = "Internal"
+
+
+# Commands may define more classes (subclass BridgeError and set ``error_class``); the
+# emitter passes any identifier-like class name through.
 
 _PROTO_SIZE_PHRASES = (
     "exceeds maximum protobuf size",  # protobuf (upb / cpp): "Message onnx.ModelProto exceeds maximum protobuf size of 2GB"
