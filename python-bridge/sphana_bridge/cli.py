@@ -101,6 +101,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def accepted_keys() -> dict[str, dict[str, Any]]:
+    """Each command's request fields, as its own check reports them: a probe request with one
+    unknown field makes every run_* function raise BadRequest listing what it allows (nothing else
+    runs first). ``nested`` lists the fields of the object-valued ones. The contract test
+    (test/python/bridge-contract.test.ts) compares this with the TypeScript request types."""
+    from sphana_bridge.parity import PARITY_KEYS
+
+    nested_fields = {"parity": sorted(PARITY_KEYS)}
+    probe = "__sphana_probe__"
+    out: dict[str, dict[str, Any]] = {}
+    for command in COMMANDS:
+        try:
+            with open(os.devnull, "wb") as sink:
+                _resolve(command)({probe: True}, Emitter(sink))
+        except BadRequest as e:
+            allowed = e.details.get("allowed")
+            if e.details.get("unknown") != [probe] or not isinstance(allowed, list):
+                raise RuntimeError(f"{command}: the probe request was not refused by its key check: {e.message}") from e
+        else:
+            raise RuntimeError(f"{command}: accepted a request with an unknown field")
+        out[command] = {"keys": sorted(allowed), "nested": {k: v for k, v in nested_fields.items() if k in allowed}}
+    return out
+
+
 def _resolve(command: str) -> Callable[[dict[str, Any], Emitter], dict[str, Any]]:
     if command not in COMMANDS:
         raise BadRequest(

@@ -155,18 +155,13 @@ def _row_chunks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------------------------------
 
 
-def quantize_int8_ort(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Symmetric int8 exactly as onnxruntime's dynamic quantizer does it for a MatMul
-    weight (QInt8, reduce_range=False; per-channel = per output column, axis -1)."""
-    return quantize_int8_ort_chunks(lambda: iter([(0, w.shape[0], w)]), w.shape, per_channel)
-
-
 def quantize_int8_ort_chunks(
     chunks: Callable[[], object], shape: tuple[int, ...], per_channel: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Same as ``quantize_int8_ort`` for a 2-D weight delivered as row chunks by
-    ``chunks()`` (called twice: min/max pass, then quantize pass). Uses onnxruntime's
-    own ``compute_scale_zp`` / ``quantize_nparray`` so the bytes are identical."""
+    """Symmetric int8 exactly as onnxruntime's dynamic quantizer does it for a MatMul weight
+    (QInt8, reduce_range=False; per-channel = per output column, axis -1), for a 2-D weight
+    delivered as row chunks by ``chunks()`` (called twice: min/max pass, then quantize pass).
+    Uses onnxruntime's own ``compute_scale_zp`` / ``quantize_nparray`` so the bytes are identical."""
     from onnxruntime.quantization.quant_utils import (
         compute_scale_zp,
         get_qmin_qmax_for_qType,
@@ -288,13 +283,9 @@ def quantize_hqq(w_kn: np.ndarray, block_size: int, bits: int):
     )
 
 
-def quantize_rows_int8(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row symmetric int8 of a [V, H] table, returned TRANSPOSED: q [H, V] and
-    scales [V] (float32) so that E[v, h] ~= q[h, v] * scales[v]."""
-    return quantize_rows_int8_chunks(lambda: iter([(0, e.shape[0], e)]), e.shape)
-
-
 def quantize_rows_int8_chunks(chunks: Callable[[], object], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int8 of a [V, H] table delivered as row chunks, returned TRANSPOSED:
+    q [H, V] and scales [V] (float32) so that E[v, h] ~= q[h, v] * scales[v]."""
     V, H = shape
     qT = np.empty((H, V), dtype=np.int8)
     scales = np.empty(V, dtype=np.float32)

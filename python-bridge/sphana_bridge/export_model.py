@@ -37,8 +37,9 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from sphana_bridge import architecture as arch
-from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, check_parity, default_prompt, reference
+from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, PARITY_KEYS, check_parity, default_prompt, reference
 from sphana_bridge.protocol import BadRequest, BridgeError, InputError, OutOfMemory, one_line
+from sphana_bridge.vocabulary import EXPORT_DEFAULTS, EXPORTERS
 
 Emit = Callable[..., None]
 
@@ -664,8 +665,8 @@ def run_export(request: dict[str, Any], emitter) -> dict[str, Any]:
     opset = request.get("opset", DEFAULT_OPSET)
     if not _is_int(opset) or not (14 <= opset <= 23):
         raise BadRequest("request field 'opset' must be an integer in [14, 23]", {"field": "opset"})
-    exporter = request.get("exporter", "dynamo")
-    if exporter not in ("dynamo", "torchscript"):
+    exporter = request.get("exporter", EXPORT_DEFAULTS["exporter"])
+    if exporter not in EXPORTERS:
         raise BadRequest("request field 'exporter' must be 'dynamo' or 'torchscript'", {"field": "exporter"})
     limit = request.get("protoLimitBytes", DEFAULT_PROTO_LIMIT)
     if not _is_int(limit) or limit <= 0:
@@ -673,7 +674,7 @@ def run_export(request: dict[str, Any], emitter) -> dict[str, Any]:
     parity = request.get("parity") or {}
     if not isinstance(parity, dict):
         raise BadRequest("request field 'parity' must be an object", {"field": "parity"})
-    unknown = sorted(set(parity) - {"promptIds", "decodeSteps", "atol", "rtol"})
+    unknown = sorted(set(parity) - PARITY_KEYS)
     if unknown:
         raise BadRequest(f"unknown parity field(s): {', '.join(unknown)}", {"unknown": unknown})
     prompt = parity.get("promptIds")

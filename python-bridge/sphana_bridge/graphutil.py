@@ -152,20 +152,6 @@ def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
     return found
 
 
-def count_ops(model: onnx.ModelProto) -> Counter:
-    c: Counter = Counter()
-
-    def walk(g: onnx.GraphProto) -> None:
-        for n in g.node:
-            c[op_key(n)] += 1
-            for a in n.attribute:
-                for sg in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                    walk(sg)
-
-    walk(model.graph)
-    return c
-
-
 def quantized_op_counts(model: onnx.ModelProto) -> dict[str, int]:
     """Counts of quantization-related ops; a Gather reading an int8/uint8/int4 initializer
     is reported as ``Gather(int8)`` etc."""

@@ -129,9 +129,6 @@ class ScannedModel:
     def base_dir(self) -> str:
         return os.path.dirname(self.path)
 
-    def initializer_map(self) -> dict[str, TensorProto]:
-        return {t.name: t for t in self.model.graph.initializer}
-
     def total_bytes(self) -> int:
         """Size of the .onnx file plus all external data files it references."""
         total = self.file_bytes

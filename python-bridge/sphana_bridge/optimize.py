@@ -29,7 +29,7 @@ import traceback
 from collections import Counter
 from typing import Any, Callable
 
-from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, ParityFailed, check_parity, default_prompt, reference
+from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, PARITY_KEYS, ParityFailed, check_parity, default_prompt, reference
 from sphana_bridge.protocol import BadRequest, InputError, OutOfMemory, one_line
 
 Emit = Callable[..., None]
@@ -256,7 +256,7 @@ def run_optimize(request: dict[str, Any], emitter) -> dict[str, Any]:
     if not _is_int(limit) or limit <= 0:
         raise BadRequest("request field 'protoLimitBytes' must be a positive integer", {"field": "protoLimitBytes"})
     parity = request.get("parity") or {}
-    if not isinstance(parity, dict) or set(parity) - {"promptIds", "decodeSteps", "atol", "rtol"}:
+    if not isinstance(parity, dict) or set(parity) - PARITY_KEYS:
         raise BadRequest("request field 'parity' takes promptIds, decodeSteps, atol, rtol", {"field": "parity"})
     prompt = parity.get("promptIds")
     if prompt is not None and (not isinstance(prompt, list) or not prompt or not all(_is_int(i) for i in prompt)):

@@ -28,6 +28,8 @@ from sphana_bridge.protocol import BridgeError
 DEFAULT_ATOL = 1e-3
 DEFAULT_RTOL = 0.0
 DEFAULT_DECODE_STEPS = 4
+# The fields of a request's "parity" object (export, optimize).
+PARITY_KEYS = frozenset({"promptIds", "decodeSteps", "atol", "rtol"})
 ORT_THREADS = 2
 
 Emit = Callable[..., None]

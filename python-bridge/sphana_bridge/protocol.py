@@ -41,12 +41,13 @@ class QuantizationError(BridgeError):
 
 
 class Internal(BridgeError):
+    """A bug on either side (e.g. a request that contradicts itself), never the user's input."""
+
     error_class = "Internal"
 
 
-# The stable base classes. Commands may define more (subclass BridgeError and set
-# ``error_class``); the emitter passes any identifier-like class name through.
-ERROR_CLASSES = ("BadRequest", "InputError", "ProtoLimitExceeded", "OutOfMemory", "QuantizationError", "Internal")
+# Commands may define more classes (subclass BridgeError and set ``error_class``); the
+# emitter passes any identifier-like class name through.
 
 _PROTO_SIZE_PHRASES = (
     "exceeds maximum protobuf size",  # protobuf (upb / cpp): "Message onnx.ModelProto exceeds maximum protobuf size of 2GB"

@@ -24,8 +24,9 @@ from sphana_bridge.protocol import (
     one_line,
 )
 
-STRATEGIES = ("direct", "external-data", "embedding-split")
-PRECISIONS = ("int8", "int4")
+from sphana_bridge.vocabulary import INT4_ALGORITHMS, INT8_ENGINES, INT8_SCHEMES, QUANT_DEFAULTS, STRATEGIES, TABLE_BITS
+from sphana_bridge.vocabulary import QUANT_PRECISIONS as PRECISIONS
+
 ALLOWED_KEYS = {
     "input",
     "output",
@@ -45,7 +46,6 @@ ALLOWED_KEYS = {
     "symmetric",
     "algorithm",
 }
-INT8_SCHEMES = ("weight-only", "dynamic")
 PROTOBUF_HARD_LIMIT = 2**31 - 1  # a serialized ModelProto can never reach 2 GiB
 
 log = logging.getLogger("sphana_bridge.quantize")
@@ -61,18 +61,18 @@ class QuantizeRequest:
     proto_limit: int
     block_size: int
     block_size_given: bool
-    embedding_bits: int = 8
+    embedding_bits: int = QUANT_DEFAULTS["embeddingBits"]
     embedding_bits_given: bool = False
-    int8_engine: str = "ort"
+    int8_engine: str = QUANT_DEFAULTS["int8Engine"]
     int8_engine_given: bool = False
-    int8_scheme: str = "weight-only"
-    accuracy_level: int = 4
+    int8_scheme: str = QUANT_DEFAULTS["int8Scheme"]
+    accuracy_level: int = QUANT_DEFAULTS["accuracyLevel"]
     head_accuracy_level: int | None = None
     gated_accuracy_level: int | None = None
     gated_bits: int | None = None
     head_bits: int | None = None
     symmetric: bool = False
-    algorithm: str = "rtn"
+    algorithm: str = QUANT_DEFAULTS["algorithm"]
 
     @property
     def weight_only(self) -> bool:
@@ -100,25 +100,25 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
         raise BadRequest(
             f"precision must be one of {', '.join(PRECISIONS)} (got {req['precision']!r})", {"field": "precision"}
         )
-    per_channel = req.get("perChannel", False)
+    per_channel = req.get("perChannel", QUANT_DEFAULTS["perChannel"])
     if not isinstance(per_channel, bool):
         raise BadRequest("perChannel must be a boolean", {"field": "perChannel"})
     limit = req.get("protoLimitBytes", 2**31)
     if not _is_int(limit) or limit <= 0:
         raise BadRequest("protoLimitBytes must be a positive integer", {"field": "protoLimitBytes"})
-    block = req.get("blockSize", 32)
+    block = req.get("blockSize", QUANT_DEFAULTS["blockSize"])
     if not _is_int(block) or block < 16 or block & (block - 1):
         raise BadRequest("blockSize must be a power of two >= 16", {"field": "blockSize"})
-    emb_bits = req.get("embeddingBits", 8)
-    if emb_bits not in (8, 4) or isinstance(emb_bits, bool):
+    emb_bits = req.get("embeddingBits", QUANT_DEFAULTS["embeddingBits"])
+    if emb_bits not in TABLE_BITS or isinstance(emb_bits, bool):
         raise BadRequest("embeddingBits must be 8 or 4", {"field": "embeddingBits"})
-    int8_engine = req.get("int8Engine", "ort")
-    if int8_engine not in ("ort", "streaming"):
-        raise BadRequest("int8Engine must be 'ort' or 'streaming'", {"field": "int8Engine"})
-    scheme = req.get("int8Scheme", "weight-only")
+    int8_engine = req.get("int8Engine", QUANT_DEFAULTS["int8Engine"])
+    if int8_engine not in INT8_ENGINES:
+        raise BadRequest(f"int8Engine must be one of {', '.join(INT8_ENGINES)}", {"field": "int8Engine"})
+    scheme = req.get("int8Scheme", QUANT_DEFAULTS["int8Scheme"])
     if scheme not in INT8_SCHEMES:
         raise BadRequest(f"int8Scheme must be one of {', '.join(INT8_SCHEMES)}", {"field": "int8Scheme"})
-    level = req.get("accuracyLevel", 4)
+    level = req.get("accuracyLevel", QUANT_DEFAULTS["accuracyLevel"])
     if not _is_int(level) or not 0 <= level <= 4:
         raise BadRequest("accuracyLevel must be an integer 0..4", {"field": "accuracyLevel"})
     head_level = req.get("headAccuracyLevel")
@@ -133,12 +133,12 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
     head_bits = req.get("headBits")
     if head_bits is not None and (head_bits not in (8, 4) or isinstance(head_bits, bool)):
         raise BadRequest("headBits must be 8 or 4", {"field": "headBits"})
-    symmetric = req.get("symmetric", False)
+    symmetric = req.get("symmetric", QUANT_DEFAULTS["symmetric"])
     if not isinstance(symmetric, bool):
         raise BadRequest("symmetric must be a boolean", {"field": "symmetric"})
-    algorithm = req.get("algorithm", "rtn")
-    if algorithm not in ("rtn", "hqq"):
-        raise BadRequest("algorithm must be 'rtn' or 'hqq'", {"field": "algorithm"})
+    algorithm = req.get("algorithm", QUANT_DEFAULTS["algorithm"])
+    if algorithm not in INT4_ALGORITHMS:
+        raise BadRequest(f"algorithm must be one of {', '.join(INT4_ALGORITHMS)}", {"field": "algorithm"})
     inp = os.path.abspath(req["input"])
     out = os.path.abspath(req["output"])
     if not out.endswith(".onnx"):

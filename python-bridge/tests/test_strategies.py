@@ -193,7 +193,7 @@ def test_embedding_split_over_limit_writes_external_data(models, tmp_path):
 def test_int8_numerics_match_onnxruntime(models, tmp_path, per_channel):
     """The streaming int8 body == onnxruntime.quantize_dynamic, weight by weight."""
     m = models["untied"]
-    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock", perChannel=per_channel, int8Scheme="dynamic")
+    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock", perChannel=per_channel, int8Scheme="dynamic", int8Engine="ort")
     mine = quantize(tmp_path, m["path"], "embedding-split", "int8", name="mine", perChannel=per_channel,
                     int8Scheme="dynamic")
     a = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(stock.data["files"][0]["path"]).graph.initializer}
@@ -218,7 +218,7 @@ def test_engine_int8_body_equals_stock_logits(models, tmp_path):
     from sphana_bridge.modelio import scan_model
 
     m = models["untied"]
-    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock2", int8Scheme="dynamic")
+    stock = quantize(tmp_path, m["path"], "direct", "int8", name="stock2", int8Scheme="dynamic", int8Engine="ort")
     eng = Engine(scan_model(str(m["path"])), EngineOptions(precision="int8", output_mode="single", scheme="dynamic"),
                  lambda *a: None)
     model = eng.plan()
@@ -232,7 +232,7 @@ def test_engine_int8_body_equals_stock_logits(models, tmp_path):
 @pytest.mark.parametrize("strategy", ["direct", "external-data"])
 def test_streaming_int8_engine_option_matches_ort(models, tmp_path, strategy):
     m = models["untied"]
-    stock = quantize(tmp_path, m["path"], strategy, "int8", name=f"ort-{strategy}", int8Scheme="dynamic")
+    stock = quantize(tmp_path, m["path"], strategy, "int8", name=f"ort-{strategy}", int8Scheme="dynamic", int8Engine="ort")
     stream = quantize(tmp_path, m["path"], strategy, "int8", name=f"stream-{strategy}", int8Engine="streaming",
                       int8Scheme="dynamic")
     assert stream.data["engine"] == "sphana-streaming" and stock.data["engine"] == "onnxruntime.quantize_dynamic"

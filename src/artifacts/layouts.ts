@@ -34,9 +34,6 @@ export interface LayoutPlan {
   rewrite(role: ManifestFile['role'], json: Record<string, unknown>): Record<string, unknown> | undefined;
 }
 
-export function isLayout(value: string): value is Layout {
-  return (LAYOUTS as readonly string[]).includes(value);
-}
 
 export function layoutPlan(layout: Layout, manifest: Manifest, precision: Precision): LayoutPlan {
   const byPath = new Map(manifest.files.map((f) => [f.path, f]));

@@ -1,4 +1,10 @@
 import { QUANT_FLAG_HELP } from '../quantize/cli-options.js';
+import {
+  ACCURACY_LEVELS, BLOCK_SIZES, EXPORTERS, INT4_ALGORITHMS, INT8_ENGINES, INT8_SCHEMES, OPTIMIZE_MODES, PRECISIONS, QUANT_DEFAULTS,
+  QUANT_PRECISIONS, STRATEGY_CHOICES, SYNTHETIC_SIZES, TABLE_BITS,
+} from '../vocabulary.js';
+import { LAYOUTS } from '../artifacts/layouts.js';
+import { choiceOption, integerOption, listOption, numberChoiceOption, numberOption, usageErrorLine } from './options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, UsageError } from '../errors.js';
@@ -31,7 +37,7 @@ export function buildProgram(onExit: (code: number) => void): Command {
     .option('--verbose', 'more detail, and stack traces on errors')
     .option('-q, --quiet', 'only results and errors')
     .option('--no-color', 'never colour the output')
-    .showHelpAfterError('(run with --help for usage)')
+    .showHelpAfterError('  hint: run with --help for usage')
     .addHelpText('after', `
 Exit codes:
   0   success
@@ -58,20 +64,20 @@ Exit codes:
     .command('export')
     .description('Hugging Face weights → ONNX with KV cache, INT8 twin, tokenizer and manifest, verified')
     .argument('<model>', 'a preset (`sphana models`), a local Hugging Face folder, or a .gguf file')
-    .option('--synthetic <size>', 'random weights from the preset\'s architecture: tiny | full (no download)')
+    .addOption(choiceOption('--synthetic <size>', 'random weights from the preset\'s architecture (no download)', SYNTHETIC_SIZES))
     .option('--weights <dir>', 'use the weights in this Hugging Face folder')
     .option('--revision <rev>', 'hub revision', 'main')
     .option('--offline', 'never download')
     .option('--out <dir>', 'artifact root', 'target/artifacts/llm')
     .option('--artifact-version <v>', 'artifact version (a folder under --out)', '0.1.0')
-    .option('--precision <p>', 'int8 | int4', 'int8')
-    .option('--strategy <name>', 'quantization strategy: auto | direct | external-data | embedding-split', 'auto')
-    .option('--exporter <name>', 'dynamo | torchscript', 'dynamo')
-    .option('--optimize <mode>', 'onnxruntime fusions between export and quantize, parity-gated: none | ort', 'none')
-    .option('--seed <n>', 'seed for synthetic weights', '0')
+    .addOption(choiceOption('--precision <p>', 'the quantized twin', QUANT_PRECISIONS, 'int8'))
+    .addOption(choiceOption('--strategy <name>', 'quantization strategy', STRATEGY_CHOICES, 'auto'))
+    .addOption(choiceOption('--exporter <name>', 'torch.onnx exporter', EXPORTERS, 'dynamo'))
+    .addOption(choiceOption('--optimize <mode>', 'onnxruntime fusions between export and quantize, parity-gated', OPTIMIZE_MODES, 'none'))
+    .addOption(integerOption('--seed <n>', 'seed for synthetic weights', { min: 0 }, 0))
     .option('--force', 'redo every step')
     .option('--no-verify', 'skip the verification step')
-    .option('--threads <n>', 'onnxruntime threads for checks')
+    .addOption(integerOption('--threads <n>', 'onnxruntime threads for checks', { min: 1 }))
     .option('--dry-run', 'print the plan (steps, skips on resume, weights source, disk and memory estimates) and stop; exit 1 if this machine lacks them')
     .action(run(() => import('../commands/export.js')));
 
@@ -86,12 +92,12 @@ Exit codes:
     .description('check an artifact folder: files and sha256, KV dims, tokenizer, cache wiring, INT8 agreement, sample, speed')
     .argument('<artifact>', 'artifact folder (or its manifest.json)')
     .option('--prompt <text>', 'prompt for the cache check and the greedy sample')
-    .option('--tokens <n>', 'decode steps for the cache check, the sample and the speed figures', '16')
-    .option('--precision <list>', 'comma-separated precisions to run (default: every model in the manifest)')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
-    .option('--top1 <x>', 'minimum margin-aware top-1 agreement with fp32, every precision (default per precision: int8 0.97, int4 0.85)')
-    .option('--cosine <x>', 'minimum mean cosine similarity of the logits (default: int8 0.98, int4 0.95)')
-    .option('--kl <x>', 'maximum mean KL divergence, nats (default: int8 0.05, int4 0.35)')
+    .addOption(integerOption('--tokens <n>', 'decode steps for the cache check, the sample and the speed figures', { min: 1, max: 4096 }, 16))
+    .addOption(listOption('--precision <list>', `comma-separated precisions to run, of ${PRECISIONS.join(', ')} (default: every model in the manifest)`, PRECISIONS))
+    .addOption(integerOption('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', { min: 1 }))
+    .addOption(numberOption('--top1 <x>', 'minimum margin-aware top-1 agreement with fp32, every precision (default per precision: int8 0.97, int4 0.85)', { min: 0, max: 1 }))
+    .addOption(numberOption('--cosine <x>', 'minimum mean cosine similarity of the logits (default: int8 0.98, int4 0.95)', { min: -1, max: 1 }))
+    .addOption(numberOption('--kl <x>', 'maximum mean KL divergence, nats (default: int8 0.05, int4 0.35)', { min: 0 }))
     .action(run(() => import('../commands/verify.js')));
 
   program
@@ -109,12 +115,12 @@ Exit codes:
     .description('quantize an ONNX model to INT8 (or INT4), falling back direct → external-data → embedding-split')
     .argument('<model>', 'the fp32 ONNX model')
     .option('-o, --output <file>', 'output path (default: MODEL.int8.onnx)')
-    .option('--strategy <name>', 'auto | direct | external-data | embedding-split', 'auto')
-    .option('--precision <p>', 'int8 | int4', 'int8')
+    .addOption(choiceOption('--strategy <name>', 'quantization strategy (auto: falls back in this order)', STRATEGY_CHOICES, 'auto'))
+    .addOption(choiceOption('--precision <p>', 'the precision to produce', QUANT_PRECISIONS, 'int8'))
     .option('--per-channel', 'dynamic int8: per-channel weight scales')
-    .option('--engine <name>', "dynamic int8 engine: streaming (tensor by tensor, flat memory) | ort (onnxruntime's quantize_dynamic)", 'streaming')
+    .addOption(choiceOption('--engine <name>', "dynamic int8 engine: streaming (tensor by tensor, flat memory) or ort (onnxruntime's quantize_dynamic)", INT8_ENGINES, QUANT_DEFAULTS.int8Engine))
     .option('--force', 'overwrite an existing output')
-    .option('--threads <n>', 'onnxruntime threads for the checks')
+    .addOption(integerOption('--threads <n>', 'onnxruntime threads for the checks', { min: 1 }))
     .action(run(() => import('../commands/quantize.js')));
 
   program
@@ -122,8 +128,8 @@ Exit codes:
     .description("copy one precision's model, tokenizer and manifest into a consumer's folder, checking every sha256")
     .argument('<artifact>', 'artifact folder (or its manifest.json)')
     .option('--to <dir>', 'the consumer folder to create')
-    .option('--precision <p>', 'fp32 | int8 | int4', 'int8')
-    .option('--layout <name>', 'plain (llm_generator.onnx) | genai (onnxruntime-genai) | transformers.js (onnx/model.onnx, onnx/model_int8.onnx)', 'plain')
+    .addOption(choiceOption('--precision <p>', 'the precision to deploy', PRECISIONS, 'int8'))
+    .addOption(choiceOption('--layout <name>', 'plain (llm_generator.onnx), genai (onnxruntime-genai) or transformers.js (onnx/model.onnx, onnx/model_int8.onnx)', LAYOUTS, 'plain'))
     .option('--force', 'replace a previous sphana deployment in that folder')
     .option('--allow-unverified', 'deploy an artifact whose verification failed or never ran')
     .action(run(() => import('../commands/deploy.js')));
@@ -140,13 +146,13 @@ Exit codes:
 
 function withQuantFlags(command: Command): Command {
   return command
-    .option('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme)
-    .option('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel)
-    .option('--block-size <n>', QUANT_FLAG_HELP.blockSize)
+    .addOption(choiceOption('--int8-scheme <s>', QUANT_FLAG_HELP.int8Scheme, INT8_SCHEMES))
+    .addOption(numberChoiceOption('--accuracy-level <n>', QUANT_FLAG_HELP.accuracyLevel, ACCURACY_LEVELS))
+    .addOption(numberChoiceOption('--block-size <n>', QUANT_FLAG_HELP.blockSize, BLOCK_SIZES))
     .option('--symmetric', QUANT_FLAG_HELP.symmetric)
-    .option('--head-bits <n>', QUANT_FLAG_HELP.headBits)
-    .option('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits)
-    .option('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm);
+    .addOption(numberChoiceOption('--head-bits <n>', QUANT_FLAG_HELP.headBits, TABLE_BITS))
+    .addOption(numberChoiceOption('--embedding-bits <n>', QUANT_FLAG_HELP.embeddingBits, TABLE_BITS))
+    .addOption(choiceOption('--int4-algorithm <a>', QUANT_FLAG_HELP.int4Algorithm, INT4_ALGORITHMS));
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -156,8 +162,14 @@ export async function main(argv: string[]): Promise<number> {
   let exitCode: number = ExitCode.ok;
   const program = buildProgram((code) => { exitCode = code; });
   program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
-  for (const sub of program.commands) sub.exitOverride();
+  const output = {
+    writeErr: (s: string) => process.stderr.write(s),
+    writeOut: (s: string) => process.stdout.write(s),
+    // Every usage error, commander's or a command's, reads `error E_USAGE: …`.
+    outputError: (s: string, write: (s: string) => void) => write(usageErrorLine(s)),
+  };
+  program.configureOutput(output);
+  for (const sub of program.commands) sub.exitOverride().configureOutput(output);
   try {
     await program.parseAsync(argv);
     return exitCode;

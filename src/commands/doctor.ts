@@ -5,7 +5,7 @@ import { ExitCode, InterruptedError, isSphanaError } from '../errors.js';
 import type { Output } from '../cli/output.js';
 import { type FoundPython, type PythonAttempt, describeAttempt, findPython } from '../python/find-python.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment, inspectBridgeEnvironment } from '../python/environment.js';
-import { bridgeVersions } from '../python/bridge-commands.js';
+import { bridgeVersions } from '../python/entry-points.js';
 
 export interface DoctorOptions {}
 

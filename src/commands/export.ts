@@ -1,38 +1,31 @@
 import type { Output, Step } from '../cli/output.js';
-import { UsageError } from '../errors.js';
 import { type ExportOptions, runExport } from '../pipeline/export-pipeline.js';
 import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
-import { STRATEGIES, type StrategyChoice } from '../quantize/run.js';
-import { OPTIMIZE_MODES } from '../pipeline/optimize-step.js';
+import type { Exporter, OptimizeMode, QuantizePrecision, StrategyChoice, SyntheticSize } from '../vocabulary.js';
 import { bytes } from './inspect-render.js';
 import type { ExportPlan } from '../pipeline/export-plan.js';
 
+/** As commander hands them over, each flag parsed and checked (src/cli/main.ts). */
 export interface ExportCliOptions extends QuantFlags {
-  synthetic?: string;
+  synthetic?: SyntheticSize;
   weights?: string;
   revision?: string;
   offline?: boolean;
   out: string;
   artifactVersion: string;
-  precision: string;
-  strategy: string;
-  exporter: string;
-  optimize: string;
-  seed: string;
+  precision: QuantizePrecision;
+  strategy: StrategyChoice;
+  exporter: Exporter;
+  optimize: OptimizeMode;
+  seed: number;
   force?: boolean;
   verify: boolean;
-  threads?: string;
+  threads?: number;
   dryRun?: boolean;
-}
-
-function choice<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${flag} must be one of ${allowed.join(', ')}`);
-  return value as T;
 }
 
 /** `sphana export MODEL`: the main job, export → quantize → verify → manifest. */
 export async function run([model]: string[], o: ExportCliOptions, out: Output): Promise<number> {
-  if (!/^\d+$/.test(o.seed)) throw new UsageError('--seed must be a non-negative integer');
   const open = new Map<string, Step>();
   const implicit = new Set<string>();
   const closeImplicit = () => {
@@ -41,21 +34,21 @@ export async function run([model]: string[], o: ExportCliOptions, out: Output): 
   };
   const options: ExportOptions = {
     model,
-    synthetic: o.synthetic === undefined ? undefined : choice(o.synthetic, ['tiny', 'full'] as const, '--synthetic'),
+    synthetic: o.synthetic,
     weights: o.weights,
     revision: o.revision,
     offline: o.offline,
     out: o.out,
     artifactVersion: o.artifactVersion,
-    precision: choice(o.precision, ['int8', 'int4'] as const, '--precision'),
-    quant: parseQuantFlags(choice(o.precision, ['int8', 'int4'] as const, '--precision'), o),
-    strategy: choice(o.strategy, ['auto', ...STRATEGIES] as const, '--strategy') as StrategyChoice,
-    exporter: choice(o.exporter, ['dynamo', 'torchscript'] as const, '--exporter'),
-    optimize: choice(o.optimize, OPTIMIZE_MODES, '--optimize'),
-    seed: Number(o.seed),
+    precision: o.precision,
+    quant: parseQuantFlags(o.precision, o),
+    strategy: o.strategy,
+    exporter: o.exporter,
+    optimize: o.optimize,
+    seed: o.seed,
     force: !!o.force,
     verify: o.verify,
-    threads: o.threads ? Number(o.threads) : undefined,
+    threads: o.threads,
     events: {
       start: (step, label) => { closeImplicit(); open.set(step, out.step(label)); },
       // Progress before its step started (the weights download happens while the source is resolved): a step of its own.

@@ -2,26 +2,23 @@ import { progressText } from '../progress.js';
 import type { Output, Step } from '../cli/output.js';
 import { UsageError } from '../errors.js';
 import { type QuantFlags, parseQuantFlags } from '../quantize/cli-options.js';
-import { STRATEGIES, type StrategyChoice, quantizeModel } from '../quantize/run.js';
+import { quantizeModel } from '../quantize/run.js';
+import type { Int8Engine, QuantizePrecision, StrategyChoice } from '../vocabulary.js';
 import { bytes } from './inspect-render.js';
 
+/** As commander hands them over, each flag parsed and checked (src/cli/main.ts). */
 export interface QuantizeCliOptions extends QuantFlags {
   output?: string;
-  strategy: string;
-  precision: string;
+  strategy: StrategyChoice;
+  precision: QuantizePrecision;
   perChannel?: boolean;
   force?: boolean;
-  threads?: string;
-  engine: string;
+  threads?: number;
+  engine: Int8Engine;
 }
-
-const CHOICES = ['auto', ...STRATEGIES] as const;
 
 /** `sphana quantize MODEL.onnx`: INT8/INT4 with the direct → external-data → embedding-split fallback. */
 export async function run([input]: string[], options: QuantizeCliOptions, out: Output): Promise<number> {
-  if (!(CHOICES as readonly string[]).includes(options.strategy)) throw new UsageError(`--strategy must be one of ${CHOICES.join(', ')}`);
-  if (options.precision !== 'int8' && options.precision !== 'int4') throw new UsageError('--precision must be int8 or int4');
-  if (options.engine !== 'ort' && options.engine !== 'streaming') throw new UsageError('--engine must be streaming or ort');
   const flags = parseQuantFlags(options.precision, options);
   if (options.perChannel && flags.int8Scheme !== 'dynamic') throw new UsageError('--per-channel applies to --int8-scheme dynamic');
   let step: Step | undefined;
@@ -29,12 +26,12 @@ export async function run([input]: string[], options: QuantizeCliOptions, out: O
     ...flags,
     input,
     output: options.output,
-    strategy: options.strategy as StrategyChoice,
+    strategy: options.strategy,
     precision: options.precision,
     perChannel: options.perChannel,
     engine: options.engine,
     force: options.force,
-    threads: options.threads ? Number(options.threads) : undefined,
+    threads: options.threads,
     onAttempt: (strategy, setting) => { step = out.step(`quantize ${options.precision} (${setting ? `${setting}, ` : ''}${strategy})`); },
     onProgress: (p) => step?.update(progressText(p)),
     onAttemptDone: (a) => {

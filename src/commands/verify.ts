@@ -2,36 +2,26 @@ import type { Output } from '../cli/output.js';
 import { escapeStrings } from '../cli/escape.js';
 import { reportError } from '../cli/report-error.js';
 import { chalk } from '../cli/terminal.js';
-import { JobFailedError, UsageError } from '../errors.js';
+import { JobFailedError } from '../errors.js';
 import type { Precision } from '../manifest/schema.js';
 import { type CheckResult, INFORMATIONAL, type VerificationReport, verifyArtifacts } from '../verify/index.js';
 
+/** As commander hands them over, each flag parsed and checked (src/cli/main.ts). */
 export interface VerifyCommandOptions {
   prompt?: string;
-  tokens?: string;
-  precision?: string;
-  threads?: string;
-  top1?: string;
-  cosine?: string;
-  kl?: string;
-}
-
-function number(flag: string, value: string | undefined, integer = false): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${flag} takes ${integer ? 'an integer' : 'a number'} (got '${value}')`);
-  }
-  return n;
+  tokens?: number;
+  precision?: Precision[];
+  threads?: number;
+  top1?: number;
+  cosine?: number;
+  kl?: number;
 }
 
 /** `sphana verify ARTIFACT`: the report (a table, or one JSON object); exit 1 when a check failed. */
 export async function run(args: string[], options: VerifyCommandOptions, out: Output): Promise<number> {
   const [target] = args;
-  const precisions = options.precision?.split(',').map((p) => p.trim()).filter(Boolean) as Precision[] | undefined;
-  const tokens = number('tokens', options.tokens, true);
-  const threads = number('threads', options.threads, true);
-  const thresholds = { top1: number('top1', options.top1), cosine: number('cosine', options.cosine), kl: number('kl', options.kl) };
+  const { tokens, threads, precision: precisions } = options;
+  const thresholds = { top1: options.top1, cosine: options.cosine, kl: options.kl };
   const step = out.step(`verifying ${target}`);
   let report: VerificationReport;
   try {

@@ -7,8 +7,9 @@
 export const MANIFEST_VERSION = 1 as const;
 export const MANIFEST_FILE = 'manifest.json';
 
-export const PRECISIONS = ['fp32', 'fp16', 'int8', 'int4'] as const;
-export type Precision = (typeof PRECISIONS)[number];
+import type { Precision, SyntheticSize } from '../vocabulary.js';
+
+export { PRECISIONS, type Precision } from '../vocabulary.js';
 
 export const FILE_ROLES = ['model', 'model-data', 'tokenizer', 'tokenizer-config', 'special-tokens', 'config', 'generation-config', 'genai-config'] as const;
 export type FileRole = (typeof FILE_ROLES)[number];
@@ -166,7 +167,7 @@ export interface Manifest {
     preset: string | null;
     hubId: string | null;
     revision: string | null;
-    synthetic: 'tiny' | 'full' | null;
+    synthetic: SyntheticSize | null;
     seed: number | null;
     weightsFrom: string;
     /** Set when the weights came from a GGUF file (`weightsFrom: 'gguf'`), dequantized to fp32 before the export. */

@@ -9,7 +9,9 @@ import { dirname, join, resolve } from 'node:path';
 import { isSphanaError } from '../errors.js';
 import { type HfConfig, familyFor, findPreset, parameterCount, tinyVariant } from '../models/index.js';
 import { inspectBridgeEnvironment } from '../python/environment.js';
-import { STRATEGIES, type StrategyChoice, protoLimitBytes } from '../quantize/run.js';
+import { protoLimitBytes } from '../quantize/run.js';
+import { type QuantizePrecision, STRATEGIES } from '../vocabulary.js';
+import type { ExportOptions } from './export-pipeline.js';
 import { readJson } from '../tokenizer/special-tokens.js';
 import { type ModelSource, resolveSource } from './source.js';
 import { StateStore } from './state.js';
@@ -22,24 +24,10 @@ export const QUANTIZED_RATIO = 0.25;
 /** Below this, the fixed cost dominates: Python with torch plus node with a tokenizer (tiny exports peak near 1 GB). */
 export const MIN_PEAK_MEMORY = 2 ** 30;
 
-export interface PlanOptions {
-  model: string;
-  synthetic?: 'tiny' | 'full';
-  weights?: string;
-  revision?: string;
-  offline?: boolean;
-  out: string;
-  artifactVersion: string;
-  precision: 'int8' | 'int4';
-  strategy: StrategyChoice;
-  exporter: 'dynamo' | 'torchscript';
-  /** As the export takes them: they enter the quantize step's fingerprint. */
-  optimize?: string;
-  quant?: Record<string, unknown>;
-  seed: number;
-  force: boolean;
-  verify: boolean;
-}
+/** The export's options the plan reads (optimize and quant enter the quantize step's fingerprint). */
+export type PlanOptions = Pick<ExportOptions,
+  'model' | 'synthetic' | 'weights' | 'revision' | 'offline' | 'out' | 'artifactVersion' | 'precision' | 'strategy' | 'exporter'
+  | 'optimize' | 'quant' | 'seed' | 'force' | 'verify'>;
 
 export interface PlanFacts {
   options: PlanOptions;
@@ -61,7 +49,7 @@ export interface ExportPlan {
   dir: string;
   weights: PlanFacts['weights'];
   parameters: number;
-  precision: 'int8' | 'int4';
+  precision: QuantizePrecision;
   strategyOrder: string[];
   steps: PlanStep[];
   estimate: { fp32ModelBytes: number; quantizedModelBytes: number; diskBytes: number; peakMemoryBytes: number; ratios: { peakMemory: number; quantized: number } };

@@ -6,7 +6,7 @@ import type { ManifestGgufSource } from '../manifest/schema.js';
 import { type HfConfig, familyFor } from '../models/index.js';
 import { BridgeError } from '../python/bridge.js';
 import type { BridgeEnvironment } from '../python/environment.js';
-import { type GgufToHfResult, bridgeGgufToHf } from '../python/export-commands.js';
+import { type GgufToHfResult, bridgeGgufToHf } from '../python/entry-points.js';
 import { readJson } from '../tokenizer/special-tokens.js';
 
 /** What the pipeline records for the GGUF conversion step (and puts in the manifest's source). */

@@ -7,11 +7,12 @@
 import { copyFileSync, existsSync, linkSync, renameSync, rmSync } from 'node:fs';
 import type { ManifestOptimization } from '../manifest/schema.js';
 import type { BridgeEnvironment } from '../python/environment.js';
-import { bridgeOptimize } from '../python/export-commands.js';
+import { bridgeOptimize } from '../python/entry-points.js';
 import { protoLimitBytes } from '../quantize/run.js';
 
-export type OptimizeMode = 'none' | 'ort';
-export const OPTIMIZE_MODES = ['none', 'ort'] as const;
+import type { OptimizeMode } from '../vocabulary.js';
+
+export { OPTIMIZE_MODES, type OptimizeMode } from '../vocabulary.js';
 export type OptimizeSummary = ManifestOptimization;
 
 export interface OptimizeStepOptions {

@@ -5,17 +5,18 @@ import { sha256File } from '../artifacts/files.js';
 import { removeOnExit } from '../cleanup.js';
 import { InputError } from '../errors.js';
 import { type HfConfig, type Preset, factsFor, familyFor, findPreset, idList, tinyVariant } from '../models/index.js';
-import { bridgeSynthesize, bridgeSyntheticTokenizer } from '../python/export-commands.js';
+import { bridgeSynthesize, bridgeSyntheticTokenizer } from '../python/entry-points.js';
 import type { BridgeEnvironment } from '../python/environment.js';
 import { readJson, readVocabulary } from '../tokenizer/special-tokens.js';
 import { resolveWeights } from '../weights/resolve.js';
 import { checkWeights } from '../weights/shards.js';
 import type { Manifest } from '../manifest/schema.js';
+import type { SyntheticSize } from '../vocabulary.js';
 
 /** What `sphana export MODEL` works from: a preset (real or synthetic weights) or a local HF folder. */
 export interface ModelSource {
   preset: Preset | null;
-  synthetic: 'tiny' | 'full' | null;
+  synthetic: SyntheticSize | null;
   /** Filled once weights exist: the HF folder to export. */
   dir?: string;
   manifestSource: Manifest['source'];
@@ -29,7 +30,7 @@ export interface ModelSource {
 
 export interface SourceOptions {
   model: string;
-  synthetic?: 'tiny' | 'full';
+  synthetic?: SyntheticSize;
   weights?: string;
   revision?: string;
   offline?: boolean;

@@ -5,7 +5,8 @@ import { renameDurable } from '../artifacts/files.js';
 import { acquireLock } from '../artifacts/lock.js';
 import { InputError, JobFailedError, SphanaError, UsageError } from '../errors.js';
 import { type ModelSummary, inspectFile } from '../onnx/summary.js';
-import { type Int8Scheme, type QuantizePrecision, type QuantizeRequest, type QuantizeResult, type QuantizeStrategy, bridgeQuantize } from '../python/bridge-commands.js';
+import { type QuantizeRequest, type QuantizeResult, bridgeQuantize } from '../python/entry-points.js';
+import { type Int8Engine, type Int8Scheme, type QuantizePrecision, type QuantizeStrategy, type StrategyChoice, QUANT_DEFAULTS, STRATEGIES } from '../vocabulary.js';
 import type { BridgeProgress } from '../python/bridge.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import type { Agreement } from '../runtime/metrics.js';
@@ -14,9 +15,7 @@ import type { QualityReport } from '../quality/gates.js';
 import { checkQuantizedOutput, referenceLogits } from './checks.js';
 import { type DecodeSpeed, decodeSpeed } from './speed-probe.js';
 
-/** The fallback order of `auto`. */
-export const STRATEGIES = ['direct', 'external-data', 'embedding-split'] as const satisfies readonly QuantizeStrategy[];
-export type StrategyChoice = QuantizeStrategy | 'auto';
+export { STRATEGIES, type StrategyChoice };
 
 export const DEFAULT_PROTO_LIMIT = 2 ** 31;
 
@@ -36,8 +35,6 @@ export interface Attempt {
   /** Decode tokens/s of this candidate and of the fp32 model, measured one after the other. */
   speed?: { candidate: number; fp32: number; ratio: number; seconds: number };
 }
-
-export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;
 
 /** One quantization setting the gate may try: the bridge request fields it sets. */
 export interface QuantSetting {
@@ -72,7 +69,7 @@ export interface QuantizeOptions {
   precision?: QuantizePrecision;
   perChannel?: boolean;
   /** Dynamic int8 scheme only. Default 'streaming': onnxruntime's dynamic INT8 format, quantized tensor by tensor (flat memory). */
-  engine?: 'ort' | 'streaming';
+  engine?: Int8Engine;
   /** int8: 'weight-only' (default: MatMulNBits 8-bit blocks) or 'dynamic' (DynamicQuantizeLinear + MatMulInteger). */
   int8Scheme?: Int8Scheme;
   /** A fixed MatMulNBits accuracy_level; without it the gate walks settingsLadder(). */
@@ -180,7 +177,7 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
         try {
           result = await bridgeQuantize(env, {
             input: resolve(input), output: target, strategy, precision, perChannel: !!options.perChannel, protoLimitBytes: limit,
-            ...(setting.request.int8Scheme === 'dynamic' ? { int8Engine: options.engine ?? 'streaming' } : {}),
+            ...(setting.request.int8Scheme === 'dynamic' ? { int8Engine: options.engine ?? QUANT_DEFAULTS.int8Engine } : {}),
             ...setting.request,
           }, { onProgress: options.onProgress, signal: options.signal });
         } catch (error) {

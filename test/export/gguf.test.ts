@@ -9,7 +9,7 @@ import type { Manifest } from '../../src/manifest/schema.js';
 import { headDimOf, idList, kvHeadsOf } from '../../src/models/index.js';
 import { inspectFile } from '../../src/onnx/summary.js';
 import { ensureBridgeEnvironment } from '../../src/python/environment.js';
-import { bridgeReferenceGenerate } from '../../src/python/export-commands.js';
+import { bridgeReferenceGenerate } from '../../src/python/entry-points.js';
 import { DecoderRunner } from '../../src/runtime/decoder.js';
 import { openSession } from '../../src/runtime/onnxruntime.js';
 import { openArtifact } from '../../src/verify/artifact.js';

@@ -9,7 +9,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { test } from 'node:test';
 import { sphana } from '../helpers/cli.js';
 import { ensureBridgeEnvironment } from '../../src/python/environment.js';
-import { bridgeVersions } from '../../src/python/bridge-commands.js';
+import { bridgeVersions } from '../../src/python/entry-points.js';
 import { tempDir } from './helpers.js';
 
 const skip = process.env.SPHANA_SKIP_E2E ? 'SPHANA_SKIP_E2E is set' : false;

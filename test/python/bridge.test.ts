@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { EnvironmentError, InterruptedError } from '../../src/errors.js';
 import { BridgeError, type BridgeProgress, callBridge } from '../../src/python/bridge.js';
-import { parseQuantize, parseVersions } from '../../src/python/bridge-commands.js';
+import { parseQuantize, parseVersions } from '../../src/python/entry-points.js';
 import { bridgeDir } from '../../src/python/environment.js';
 import { makeFakeBridge } from './fake-bridge.js';
 import { alive, eventually, script, tempDir } from './helpers.js';
