@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, check_parity, default_prompt, reference
 from sphana_bridge.protocol import BadRequest, BridgeError, InputError, OutOfMemory, one_line
+from sphana_bridge.rope import make_traceable
 from sphana_bridge.synthetic import SUPPORTED
 
 Emit = Callable[..., None]
@@ -181,7 +182,7 @@ def _metadata(cfg, facts: dict[str, Any], exporter_name: str, generation=None) -
         v = getattr(cfg, key, None)
         if v is not None:
             meta[f"sphana.{key}"] = s(v)
-    if cfg.model_type in ("gemma", "gemma2"):
+    if cfg.model_type in ("gemma", "gemma2", "gemma3_text"):
         meta["sphana.embedding_scale"] = s(math.sqrt(cfg.hidden_size))
     if getattr(cfg, "attention_bias", False) or cfg.model_type == "qwen2":
         meta["sphana.attention_bias"] = "true"
@@ -563,6 +564,7 @@ def export_model(
         t = time.monotonic()
         b, s, p = trace_sizes(facts, avoid=[getattr(cfg, "sliding_window", None) or 0])
         progress("trace", 0.0, f"{exporter} export, opset {opset}, tracing with batch {b}, sequence {s}, past {p}")
+        make_traceable(model)  # after the reference: the gate compares with HF's own rotary code
         wrapper = make_wrapper(model, facts["num_layers"])
         args = sample_inputs(facts, b, s, p)
         try:

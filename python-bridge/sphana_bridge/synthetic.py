@@ -51,6 +51,8 @@ SUPPORTED = {
     "gemma": "GemmaForCausalLM",
     "gemma2": "Gemma2ForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
+    "gemma3_text": "Gemma3ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
 }
 
 
@@ -139,7 +141,7 @@ def _fill(name: str, shape: tuple[int, ...], model_type: str, generator) -> Any:
         row_scale = torch.empty((shape[0], 1), dtype=torch.float32).normal_(0.0, ROW_NORM_SIGMA, generator=generator)
         return t.mul_(row_scale.exp_())
     if "norm" in name and len(shape) == 1:
-        base = 0.0 if model_type in ("gemma", "gemma2") else 1.0
+        base = 0.0 if model_type in ("gemma", "gemma2", "gemma3_text") else 1.0
         return t.normal_(base, 0.1, generator=generator)
     if leaf == "bias":
         return t.normal_(0.0, 0.2, generator=generator)
