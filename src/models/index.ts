@@ -2,12 +2,14 @@ import { InputError } from '../errors.js';
 import type { ManifestArchitecture } from '../manifest/schema.js';
 import { gemma } from './gemma.js';
 import { gemma2 } from './gemma2.js';
+import { gemma3 } from './gemma3.js';
 import { llama } from './llama.js';
+import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
 import type { ArchitectureFamily, GenerationConfig, HfConfig, Preset } from './types.js';
 
 /** Every architecture family sphana supports: an explicit index, no self-registration. */
-export const FAMILIES: readonly ArchitectureFamily[] = [llama, gemma, gemma2, qwen2];
+export const FAMILIES: readonly ArchitectureFamily[] = [llama, gemma, gemma2, qwen2, gemma3, phi3];
 
 export const PRESETS: readonly Preset[] = FAMILIES.flatMap((f) => f.presets);
 
