@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Manifest } from '../../src/manifest/schema.js';
+import { findPreset, headDimOf, kvHeadsOf, parameterCount, tinyVariant } from '../../src/models/index.js';
+import { inspectFile } from '../../src/onnx/summary.js';
+import { sphana } from '../helpers/cli.js';
+
+/**
+ * Gemma 3 text and Phi-3: the presets' shapes give the published parameter counts, the tiny
+ * variants keep the traits, and a tiny INT4 export passes the parity gate past the sliding
+ * window, INT4 quantization and verify (INT8 runs for every preset in export.test.ts).
+ */
+
+// Published parameter counts (keras-hub presets gemma3_1b, gemma3_270m, phi3_mini_4k_instruct_en;
+// the same figures as llama.cpp's n_params and the Hugging Face safetensors metadata).
+const PUBLISHED: Record<string, number> = { 'gemma-3-1b': 999_885_952, 'gemma-3-270m': 268_098_176, 'phi-3-mini-4k': 3_821_079_552 };
+
+test('the presets give the published parameter counts', () => {
+  for (const [name, count] of Object.entries(PUBLISHED)) assert.equal(parameterCount(findPreset(name).config), count, name);
+});
+
+test('tiny Gemma 3 keeps two sliding layers and a global one, the window inside the parity prompt, 1 kv head x 32', () => {
+  for (const name of ['gemma-3-270m', 'gemma-3-1b']) {
+    const { config } = tinyVariant(findPreset(name), 512);
+    const types = config.layer_types as string[];
+    assert.equal(types.length, config.num_hidden_layers);
+    assert.ok(types.filter((t) => t === 'sliding_attention').length >= 2 && types.includes('full_attention'), types.join());
+    assert.ok((config.sliding_window as number) < 12 + 4, 'the default parity prompt (12) + 4 steps passes the window');
+    assert.equal(kvHeadsOf(config), 1);
+    assert.notEqual(headDimOf(config) * (config.num_attention_heads as number), config.hidden_size);
+    assert.equal(config.rope_theta, 1_000_000);
+    assert.equal(config.rope_local_base_freq, 10_000);
+  }
+  const phi = tinyVariant(findPreset('phi-3-mini-4k'), 512).config;
+  assert.ok((phi.sliding_window as number) < 12 + 4);
+  assert.equal(kvHeadsOf(phi), phi.num_attention_heads);
+});
+
+let out: string;
+const manifests = new Map<string, Manifest>();
+const NAMES = ['gemma-3-270m', 'phi-3-mini-4k'];
+
+before(() => {
+  out = mkdtempSync(join(tmpdir(), 'sphana-g3p3-'));
+  for (const name of NAMES) {
+    const r = sphana(['export', name, '--synthetic', 'tiny', '--precision', 'int4', '--out', join(out, name), '--json']);
+    assert.equal(r.exitCode, 0, `${name}: ${r.stderr}`);
+    manifests.set(name, JSON.parse(readFileSync(join(out, name, '0.1.0', 'manifest.json'), 'utf8')) as Manifest);
+  }
+});
+after(() => rmSync(out, { recursive: true, force: true }));
+
+for (const name of NAMES) {
+  test(`${name}: tiny INT4 export passes parity past the window, INT4 and verify; KV sizes from the graph`, () => {
+    const m = manifests.get(name)!;
+    const dir = join(out, name, '0.1.0', 'onnx');
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const parity = m.parity as { positions: number; top1Agreement: number; maxAbsDiff: number; cachedVsFullMaxAbsDiff: number; atol: number };
+    assert.ok(parity.positions > (config.sliding_window as number), `${parity.positions} positions do not pass the window`);
+    assert.equal(m.architecture.slidingWindow, config.sliding_window);
+    assert.equal(parity.top1Agreement, 1);
+    assert.ok(parity.maxAbsDiff <= 1e-4, String(parity.maxAbsDiff)); // fp32 both sides; measured 6.2e-6 / 4.8e-6
+    assert.ok(parity.cachedVsFullMaxAbsDiff <= 1e-4, String(parity.cachedVsFullMaxAbsDiff));
+    // KV sizes: what the graphs state, equal to the config's (1 x 32 for Gemma 3, 4 x 16 for Phi-3).
+    for (const file of ['llm_generator.onnx', 'llm_generator.int4.onnx']) {
+      const past = inspectFile(join(dir, file)).inputs.find((i) => i.name === 'past_key_values.0.key')!;
+      assert.deepEqual(past.shape, ['batch_size', kvHeadsOf(config), 'past_sequence_length', headDimOf(config)], file);
+    }
+    assert.deepEqual([m.kvCache.numKvHeads, m.kvCache.headDim], [kvHeadsOf(config), headDimOf(config)]);
+    assert.equal(inspectFile(join(dir, 'llm_generator.int4.onnx')).quantization.floatConstantMatMuls.length, 0);
+    assert.equal(m.quantization?.attempts.at(-1)?.ok, true);
+    const verification = m.verification as { ok: boolean; quality: Record<string, { passed: boolean; nearTieTop1: number; meanCosine: number; meanKl: number }> };
+    assert.equal(verification.ok, true);
+    assert.equal(verification.quality.int4.passed, true);
+  });
+}
