@@ -22,6 +22,19 @@ import time
 from collections import defaultdict
 
 timers: dict[str, float] = defaultdict(float)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def facts_for(cfg: dict) -> dict:
+    """The config's architecture facts, from TypeScript's family files (run `npx tsc -p .` first)."""
+    import subprocess
+
+    script = (
+        f"import {{ factsFor }} from {json.dumps(os.path.join(ROOT, 'dist/src/models/index.js'))};"
+        "let s = ''; process.stdin.on('data', (d) => (s += d)).on('end', () => process.stdout.write(JSON.stringify(factsFor(JSON.parse(s)))));"
+    )
+    r = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(cfg), capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
 
 
 def wrap(owner, name: str, label: str) -> None:
@@ -67,9 +80,10 @@ def main() -> int:
         cfg = {k: v for k, v in base.items() if not k.startswith("_") and k not in ("transformers_version", "dtype")}
         cfg["num_hidden_layers"] = n
         hf = os.path.join(root, f"hf-{n}")
-        synthesize(cfg, None, 0, hf)
+        facts = facts_for(cfg)
+        synthesize(cfg, facts, None, 0, hf)
         t = time.perf_counter()
-        r = em.export_model(hf, os.path.join(root, f"onnx-{n}", "llm_generator.onnx"))
+        r = em.export_model(hf, os.path.join(root, f"onnx-{n}", "llm_generator.onnx"), facts)
         total = time.perf_counter() - t
         print(json.dumps({"layers": n, "total": round(total, 2), "phases": {k: round(v, 2) for k, v in timers.items()},
                           "bridgeSeconds": r["seconds"], "peakRssBytes": r["peakRssBytes"]}), flush=True)

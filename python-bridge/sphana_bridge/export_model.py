@@ -36,10 +36,10 @@ import traceback
 import warnings
 from typing import Any, Callable, Sequence
 
+from sphana_bridge import architecture as arch
 from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, check_parity, default_prompt, reference
 from sphana_bridge.protocol import BadRequest, BridgeError, InputError, OutOfMemory, one_line
 from sphana_bridge.rope import make_traceable
-from sphana_bridge.synthetic import SUPPORTED
 
 Emit = Callable[..., None]
 
@@ -97,7 +97,8 @@ def _files(paths: Sequence[str]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------
 
 
-def read_config(model_dir: str) -> dict[str, Any]:
+def read_config(model_dir: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json as a dict: it names a class in architectures[0] (and the facts' class, when given)."""
     if not os.path.isdir(model_dir):
         raise InputError(f"model folder not found: {model_dir}", {"modelDir": model_dir})
     path = os.path.join(model_dir, "config.json")
@@ -110,23 +111,21 @@ def read_config(model_dir: str) -> dict[str, Any]:
         raise InputError(f"unreadable config.json: {e}", {"path": path}) from None
     if not isinstance(config, dict):
         raise InputError("config.json is not a JSON object", {"path": path})
-    model_type = config.get("model_type")
     archs = config.get("architectures")
-    if model_type not in SUPPORTED or (archs is not None and archs != [SUPPORTED[model_type]]):
-        raise InputError(
-            f"unsupported architecture {archs!r} (model_type {model_type!r}); supported: "
-            + ", ".join(f"{v} ({k})" for k, v in sorted(SUPPORTED.items())),
-            {"model_type": model_type, "architectures": archs},
-        )
+    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+        raise InputError(f"config.json names no architecture (architectures[0]): {archs!r}", {"path": path, "architectures": archs})
+    if facts is not None:
+        arch.check_config(config, facts)
     return config
 
 
 def load_model(model_dir: str):
+    """The transformers class config.json's architectures[0] names, in fp32 with eager attention."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    cls = arch.model_class(read_config(model_dir)["architectures"][0])
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = cls.from_pretrained(
             model_dir, local_files_only=True, dtype=torch.float32, attn_implementation="eager"
         )
     except (OSError, ValueError) as e:
@@ -154,7 +153,7 @@ def arch_facts(cfg) -> dict[str, Any]:
     }
 
 
-def _metadata(cfg, facts: dict[str, Any], exporter_name: str, generation=None) -> dict[str, str]:
+def _metadata(cfg, facts: dict[str, Any], exporter_name: str, architecture: dict[str, Any], generation=None) -> dict[str, str]:
     def s(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -173,19 +172,7 @@ def _metadata(cfg, facts: dict[str, Any], exporter_name: str, generation=None) -
         v = getattr(cfg, key, None)
         if v is not None:
             meta[f"sphana.{key}"] = s(v)
-    layer_types = getattr(cfg, "layer_types", None)
-    if layer_types and any(t != "full_attention" for t in layer_types):
-        meta["sphana.layer_types"] = ",".join(layer_types)
-        meta["sphana.sliding_window"] = s(cfg.sliding_window)
-        meta["sphana.sliding_window_cache"] = "full cache, sliding layers masked to the window"
-    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-        v = getattr(cfg, key, None)
-        if v is not None:
-            meta[f"sphana.{key}"] = s(v)
-    if cfg.model_type in ("gemma", "gemma2", "gemma3_text"):
-        meta["sphana.embedding_scale"] = s(math.sqrt(cfg.hidden_size))
-    if getattr(cfg, "attention_bias", False) or cfg.model_type == "qwen2":
-        meta["sphana.attention_bias"] = "true"
+    meta.update(arch.metadata(architecture))
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         v = getattr(generation, key, None) if generation is not None else None
         if v is None:
@@ -502,6 +489,7 @@ def save_model(model, path: str, external: bool, emit: Emit | None) -> None:
 def export_model(
     model_dir: str,
     output: str,
+    architecture: dict[str, Any],
     opset: int = DEFAULT_OPSET,
     exporter: str = "dynamo",
     proto_limit_bytes: int = DEFAULT_PROTO_LIMIT,
@@ -521,10 +509,11 @@ def export_model(
 
     seconds: dict[str, float] = {}
     t = time.monotonic()
-    config = read_config(model_dir)
+    architecture = arch.parse_facts(architecture)
+    config = read_config(model_dir, architecture)
     output = os.path.abspath(output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    progress("load", 0.0, f"loading {config['model_type']} from {model_dir}")
+    progress("load", 0.0, f"loading {architecture['architecture']} from {model_dir}")
     try:
         model = load_model(model_dir)
     except BridgeError:
@@ -547,6 +536,7 @@ def export_model(
         raise BadRequest(f"parity prompt ids outside [0, {facts['vocab_size']}): {bad[:5]}", {"bad": bad[:20]})
     seconds["load"] = round(time.monotonic() - t, 3)
     n_params = sum(p.numel() for p in model.parameters())
+    arch.check_model(cfg, n_params, architecture)
     progress("load", 1.0, f"{n_params} parameters, {facts['num_layers']} layers")
     # PyTorch's side of the parity gate first: the model can then be freed before
     # onnxruntime loads the exported weights (peak ~1x the weights instead of ~2x).
@@ -562,7 +552,7 @@ def export_model(
     try:
         # ---- trace + convert
         t = time.monotonic()
-        b, s, p = trace_sizes(facts, avoid=[getattr(cfg, "sliding_window", None) or 0])
+        b, s, p = trace_sizes(facts, avoid=[architecture["slidingWindow"] or 0])
         progress("trace", 0.0, f"{exporter} export, opset {opset}, tracing with batch {b}, sequence {s}, past {p}")
         make_traceable(model)  # after the reference: the gate compares with HF's own rotary code
         wrapper = make_wrapper(model, facts["num_layers"])
@@ -595,7 +585,7 @@ def export_model(
                 f"tied embeddings: the graph holds {tables} [vocab, hidden] tables, expected exactly 1",
                 {"embeddingTables": tables},
             )
-        for k, v in _metadata(cfg, facts, exporter_name, generation).items():
+        for k, v in _metadata(cfg, facts, exporter_name, architecture, generation).items():
             onnx_model.metadata_props[k] = v
         onnx_model.producer_name = "sphana"
         onnx_model.producer_version = exporter_name
@@ -628,9 +618,8 @@ def export_model(
             if _is_oom(e):
                 raise OutOfMemory(f"out of memory during the parity check: {_root_message(e)}", {"stage": "parity"}) from None
             raise
-        window = getattr(cfg, "sliding_window", None)
-        layer_types = getattr(cfg, "layer_types", None) or []
-        if window and "sliding_attention" in layer_types:
+        window = architecture["slidingWindow"]
+        if window:
             parity["slidingWindow"] = window
             parity["exceedsSlidingWindow"] = parity["positions"] > window
         seconds["parity"] = round(time.monotonic() - t + ref.seconds, 3)
@@ -664,7 +653,7 @@ def _is_num(v: Any) -> bool:
 
 
 def run_export(request: dict[str, Any], emitter) -> dict[str, Any]:
-    allowed = {"modelDir", "output", "opset", "exporter", "protoLimitBytes", "parity"}
+    allowed = {"modelDir", "output", "architecture", "opset", "exporter", "protoLimitBytes", "parity"}
     unknown = sorted(set(request) - allowed)
     if unknown:
         raise BadRequest(f"unknown request field(s) for export: {', '.join(unknown)}", {"unknown": unknown, "allowed": sorted(allowed)})
@@ -700,6 +689,6 @@ def run_export(request: dict[str, Any], emitter) -> dict[str, Any]:
     if not _is_num(atol) or atol < 0 or not _is_num(rtol) or rtol < 0:
         raise BadRequest("parity.atol / parity.rtol must be non-negative numbers", {"field": "parity"})
     return export_model(
-        model_dir, output, opset=opset, exporter=exporter, proto_limit_bytes=limit, prompt_ids=prompt,
+        model_dir, output, arch.parse_facts(request.get("architecture")), opset=opset, exporter=exporter, proto_limit_bytes=limit, prompt_ids=prompt,
         decode_steps=steps, atol=float(atol), rtol=float(rtol), emit=emitter.progress,
     )

@@ -16,8 +16,12 @@ export could pass a tolerance check):
 * every Linear weight ~ N(0, 1/fan_in): each attention and MLP block contributes O(1)
   to the residual stream, and attention scores are O(1), so the softmax is far from
   uniform and masks, RoPE and the KV cache all change the logits measurably;
-* norm weights: their default (1, or 0 for Gemma's ``1 + w``) plus N(0, 0.1²);
+* norm weights: the identity scale (1, or 0 where the facts' ``normOffset`` is 1: Gemma's
+  ``1 + w``) plus N(0, 0.1²);
 * biases (Qwen2's q/k/v) ~ N(0, 0.2²), so the bias path is exercised.
+
+The model's structure comes from the request's architecture facts (sphana_bridge.architecture):
+the transformers class config.architectures[0] names, checked against the facts.
 
 ``synthetic-tokenizer`` makes a clearly synthetic byte-level BPE tokenizer of exactly
 ``vocabSize`` entries: byte alphabet + merges learned (deterministically) from a fixed
@@ -35,6 +39,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from sphana_bridge.architecture import check_config, check_model, model_class, norm_init_mean, parse_facts
 from sphana_bridge.cli import check_keys as _check_keys
 from sphana_bridge.protocol import BadRequest, InputError
 
@@ -44,17 +49,6 @@ SHARD_MAX_BYTES = 2_000_000_000  # "2GB" the way Hugging Face counts it
 ROW_NORM_SIGMA = 0.5
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
-
-# Architectures the exporter supports (model_type -> class name in config.architectures).
-SUPPORTED = {
-    "llama": "LlamaForCausalLM",
-    "gemma": "GemmaForCausalLM",
-    "gemma2": "Gemma2ForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "gemma3_text": "Gemma3ForCausalLM",
-    "phi3": "Phi3ForCausalLM",
-}
-
 
 def _progress(emit: Emit | None, step: str, fraction: float | None, message: str) -> None:
     if emit is not None:
@@ -70,13 +64,10 @@ def _require(request: dict[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
-def _floats_where_declared(model_type: str, values: dict[str, Any]) -> dict[str, Any]:
+def _floats_where_declared(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """JSON from JavaScript writes 30.0 as 30: give float-typed config fields their float back."""
     import typing
 
-    from transformers import AutoConfig
-
-    cls = type(AutoConfig.for_model(model_type))
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         try:
@@ -93,42 +84,29 @@ def _floats_where_declared(model_type: str, values: dict[str, Any]) -> dict[str,
     return out
 
 
-def build_config(config: dict[str, Any]):
-    """A transformers config object from a config.json dict; InputError if unsupported."""
-    from transformers import AutoConfig
-
-    model_type = config.get("model_type")
-    if model_type not in SUPPORTED:
-        raise InputError(
-            f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(SUPPORTED))}",
-            {"model_type": model_type, "supported": sorted(SUPPORTED)},
-        )
-    archs = config.get("architectures") or [SUPPORTED[model_type]]
-    if archs != [SUPPORTED[model_type]]:
-        raise InputError(
-            f"unsupported architectures {archs!r} for model_type {model_type!r} (expected [{SUPPORTED[model_type]!r}])",
-            {"architectures": archs, "model_type": model_type},
-        )
+def build_config(config: dict[str, Any], facts: dict[str, Any]):
+    """A transformers config object from a config.json dict, of the class the facts name; InputError if invalid."""
+    check_config(config, facts, "config")
+    config_class = model_class(facts["architecture"]).config_class
     rest = {k: v for k, v in config.items() if k not in ("model_type", "transformers_version")}
-    rest["architectures"] = archs
-    rest = _floats_where_declared(model_type, rest)
+    rest["architectures"] = [facts["architecture"]]
+    rest = _floats_where_declared(config_class, rest)
     try:
-        cfg = AutoConfig.for_model(model_type, **rest)
+        cfg = config_class(**rest)
     except Exception as e:  # invalid values (e.g. heads not dividing hidden)
-        raise InputError(f"invalid {model_type} config: {type(e).__name__}: {e}", {"model_type": model_type}) from None
+        raise InputError(f"invalid {facts['architecture']} config: {type(e).__name__}: {e}", {"architecture": facts["architecture"]}) from None
     cfg.dtype = "float32"
     return cfg
 
 
-def _meta_model(cfg):
+def _meta_model(cfg, facts: dict[str, Any]):
     import torch
-    from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        return model_class(facts["architecture"])._from_config(cfg, dtype=torch.float32)
 
 
-def _fill(name: str, shape: tuple[int, ...], model_type: str, generator) -> Any:
+def _fill(name: str, shape: tuple[int, ...], norm_mean: float, generator) -> Any:
     """One parameter's synthetic value (float32, CPU)."""
     import torch
 
@@ -141,8 +119,7 @@ def _fill(name: str, shape: tuple[int, ...], model_type: str, generator) -> Any:
         row_scale = torch.empty((shape[0], 1), dtype=torch.float32).normal_(0.0, ROW_NORM_SIGMA, generator=generator)
         return t.mul_(row_scale.exp_())
     if "norm" in name and len(shape) == 1:
-        base = 0.0 if model_type in ("gemma", "gemma2", "gemma3_text") else 1.0
-        return t.normal_(base, 0.1, generator=generator)
+        return t.normal_(norm_mean, 0.1, generator=generator)
     if leaf == "bias":
         return t.normal_(0.0, 0.2, generator=generator)
     if len(shape) == 2:  # Linear: [out, in]
@@ -179,7 +156,8 @@ def _files(out_dir: str, names: list[str]) -> list[dict[str, Any]]:
 
 
 def synthesize(
-    config: dict[str, Any], generation_config: dict[str, Any] | None, seed: int, out_dir: str, emit: Emit | None = None
+    config: dict[str, Any], facts: dict[str, Any], generation_config: dict[str, Any] | None, seed: int, out_dir: str,
+    emit: Emit | None = None,
 ) -> dict[str, Any]:
     """Write a random-weight Hugging Face folder (config, generation config, safetensors) into out_dir."""
     import torch
@@ -187,13 +165,15 @@ def synthesize(
 
     start = time.monotonic()
     _progress(emit, "config", 0.0, "building config")
-    cfg = build_config(config)
-    model_type = cfg.model_type
-    meta = _meta_model(cfg)
+    facts = parse_facts(facts)
+    cfg = build_config(config, facts)
+    meta = _meta_model(cfg, facts)
     # named_parameters() skips tied duplicates (lm_head.weight when tied), like save_pretrained.
     params = [(n, tuple(p.shape)) for n, p in meta.named_parameters()]
     n_params = sum(math.prod(s) for _, s in params)
     del meta
+    check_model(cfg, n_params, facts)
+    norm_mean = norm_init_mean(facts)
     shards = _plan_shards(params)
     total_bytes = 4 * n_params
 
@@ -211,7 +191,7 @@ def synthesize(
             fname = WEIGHTS_NAME if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
             tensors = {}
             for name, shape in shard:
-                tensors[name] = _fill(name, shape, model_type, generator)
+                tensors[name] = _fill(name, shape, norm_mean, generator)
                 weight_map[name] = fname
                 written += 4 * math.prod(shape)
                 _progress(emit, "weights", 0.95 * written / total_bytes, f"{name} {list(shape)}")
@@ -243,14 +223,15 @@ def synthesize(
 
 
 def run_synthesize(request: dict[str, Any], emitter) -> dict[str, Any]:
-    _check_keys(request, {"config", "generationConfig", "seed", "outDir"}, "synthesize")
+    _check_keys(request, {"config", "architecture", "generationConfig", "seed", "outDir"}, "synthesize")
     config = _require(request, "config", dict, "a config.json object")
+    facts = parse_facts(request.get("architecture"))
     generation = request.get("generationConfig")
     if generation is not None and not isinstance(generation, dict):
         raise BadRequest("request field 'generationConfig' must be an object or null", {"field": "generationConfig"})
     seed = _require(request, "seed", int, "an integer")
     out_dir = _require(request, "outDir", str, "a folder path")
-    return synthesize(config, generation, seed, out_dir, emitter.progress)
+    return synthesize(config, facts, generation, seed, out_dir, emitter.progress)
 
 
 # --------------------------------------------------------------------------------------

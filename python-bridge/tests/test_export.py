@@ -12,20 +12,20 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from export_configs import DECODE_STEPS, PROMPT, TINY  # noqa: E402
+from export_configs import DECODE_STEPS, FACTS, PROMPT, TINY  # noqa: E402
 from sphana_bridge import export_model as em  # noqa: E402
 from sphana_bridge import parity  # noqa: E402
 from sphana_bridge.protocol import InputError  # noqa: E402
 from sphana_bridge.synthetic import synthesize  # noqa: E402
 
-ARCHS = ["llama", "gemma", "gemma2", "qwen2", "smollm2"]
+ARCHS = sorted(TINY)
 DIMS = {"batch_size", "sequence_length", "past_sequence_length", "total_sequence_length"}
 
 
 @pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
-    return {arch: synthesize(TINY[arch], None, 1234, str(root / arch)) and str(root / arch) for arch in ARCHS}
+    return {arch: synthesize(TINY[arch], FACTS[arch], None, 1234, str(root / arch)) and str(root / arch) for arch in ARCHS}
 
 
 _EXPORTS: dict[str, dict] = {}
@@ -39,7 +39,7 @@ def exported(hf_dirs, tmp_path_factory):
     def get(arch: str) -> dict:
         if arch not in _EXPORTS:
             _EXPORTS[arch] = em.export_model(
-                hf_dirs[arch], str(root / arch / "llm_generator.onnx"), prompt_ids=PROMPT, decode_steps=DECODE_STEPS
+                hf_dirs[arch], str(root / arch / "llm_generator.onnx"), FACTS[arch], prompt_ids=PROMPT, decode_steps=DECODE_STEPS
             )
         return _EXPORTS[arch]
 
@@ -109,6 +109,13 @@ def test_graph_contract_names_dims_metadata(exported, arch):
     assert meta["sphana.exporter"] == res["exporter"]
     tied = cfg.get("tie_word_embeddings", cfg["model_type"].startswith("gemma"))
     assert meta["sphana.tie_word_embeddings"] == ("true" if tied else "false")
+    # The architecture facts the request carried.
+    facts = FACTS[arch]
+    assert meta["sphana.family"] == facts["family"] and meta["sphana.architecture"] == cfg["architectures"][0]
+    assert meta["sphana.norm_offset"] == ("1" if arch.startswith("gemma") else "0")
+    assert meta.get("sphana.embedding_scale") == ("8.0" if arch.startswith("gemma") else None)
+    assert meta["sphana.attention_bias"] == ("true" if arch == "qwen2" else "false")
+    assert meta["sphana.qk_norm"] == ("true" if facts["qkNorm"] else "false")
     if arch == "gemma2":
         assert meta["sphana.sliding_window"] == "8"
         assert meta["sphana.attn_logit_softcapping"] == "2.0"
@@ -204,7 +211,7 @@ def test_failed_parity_leaves_nothing_behind(hf_dirs, tmp_path, monkeypatch):
     monkeypatch.setattr(em, "save_model", save_then_corrupt)
     out = tmp_path / "out" / "llm_generator.onnx"
     with pytest.raises(parity.ParityFailed):
-        em.export_model(hf_dirs["llama"], str(out), exporter="torchscript", prompt_ids=PROMPT)
+        em.export_model(hf_dirs["llama"], str(out), FACTS["llama"], exporter="torchscript", prompt_ids=PROMPT)
     assert os.listdir(tmp_path / "out") == []
 
 
@@ -212,7 +219,7 @@ def test_torchscript_exporter_with_external_data(hf_dirs, tmp_path):
     import onnx
 
     out = tmp_path / "ts" / "llm_generator.onnx"
-    res = em.export_model(hf_dirs["gemma2"], str(out), exporter="torchscript", proto_limit_bytes=1 << 20, prompt_ids=PROMPT)
+    res = em.export_model(hf_dirs["gemma2"], str(out), FACTS["gemma2"], exporter="torchscript", proto_limit_bytes=1 << 20, prompt_ids=PROMPT)
     assert res["externalData"] is True
     assert sorted(os.listdir(out.parent)) == ["llm_generator.onnx", "llm_generator.onnx.data"]
     assert [os.path.basename(f["path"]) for f in res["files"]] == ["llm_generator.onnx", "llm_generator.onnx.data"]
@@ -232,20 +239,20 @@ def test_torchscript_exporter_with_external_data(hf_dirs, tmp_path):
 
 def test_input_errors(tmp_path, hf_dirs):
     with pytest.raises(InputError, match="model folder not found"):
-        em.export_model(str(tmp_path / "nope"), str(tmp_path / "o.onnx"))
+        em.export_model(str(tmp_path / "nope"), str(tmp_path / "o.onnx"), FACTS["llama"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no config.json"):
-        em.export_model(str(tmp_path / "empty"), str(tmp_path / "o.onnx"))
+        em.export_model(str(tmp_path / "empty"), str(tmp_path / "o.onnx"), FACTS["llama"])
     other = tmp_path / "gpt2"
     shutil.copytree(hf_dirs["llama"], other)
     (other / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
-    with pytest.raises(InputError, match="unsupported architecture"):
-        em.export_model(str(other), str(tmp_path / "o.onnx"))
+    with pytest.raises(InputError, match="architectures \\['GPT2LMHeadModel'\\] do not start with 'LlamaForCausalLM'"):
+        em.export_model(str(other), str(tmp_path / "o.onnx"), FACTS["llama"])
     noweights = tmp_path / "noweights"
     noweights.mkdir()
     shutil.copy(os.path.join(hf_dirs["llama"], "config.json"), noweights / "config.json")
     with pytest.raises(InputError, match="cannot load the model"):
-        em.export_model(str(noweights), str(tmp_path / "o.onnx"))
+        em.export_model(str(noweights), str(tmp_path / "o.onnx"), FACTS["llama"])
     assert not (tmp_path / "o.onnx").exists()
 
 

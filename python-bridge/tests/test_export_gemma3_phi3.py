@@ -13,12 +13,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from conftest import run_bridge  # noqa: E402
-from export_configs import DECODE_STEPS, PHI3_LONGROPE, PROMPT, TINY  # noqa: E402
+from export_configs import DECODE_STEPS, FACTS, PROMPT, TINY  # noqa: E402
 from sphana_bridge import export_model as em  # noqa: E402
 from sphana_bridge import parity  # noqa: E402
 from sphana_bridge.synthetic import synthesize  # noqa: E402
 
-CONFIGS = {"gemma3": TINY["gemma3"], "phi3": TINY["phi3"], "phi3-longrope": PHI3_LONGROPE}
+NAMES = {"gemma3": "gemma3", "phi3": "phi3", "phi3-longrope": "phi3_longrope"}
+CONFIGS = {k: TINY[v] for k, v in NAMES.items()}
 WINDOW = 8
 
 
@@ -31,8 +32,9 @@ def built(tmp_path_factory):
     def get(name: str) -> tuple[str, dict]:
         if name not in cache:
             hf = str(root / "hf" / name)
-            synthesize(CONFIGS[name], None, 1234, hf)
-            res = em.export_model(hf, str(root / "onnx" / name / "llm_generator.onnx"), prompt_ids=PROMPT, decode_steps=DECODE_STEPS)
+            facts = FACTS[NAMES[name]]
+            synthesize(CONFIGS[name], facts, None, 1234, hf)
+            res = em.export_model(hf, str(root / "onnx" / name / "llm_generator.onnx"), facts, prompt_ids=PROMPT, decode_steps=DECODE_STEPS)
             cache[name] = (hf, res)
         return cache[name]
 

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from export_configs import TINY  # noqa: E402
+from export_configs import FACTS, TINY  # noqa: E402
 from sphana_bridge import synthetic  # noqa: E402
 from sphana_bridge.protocol import InputError  # noqa: E402
 
@@ -24,9 +24,9 @@ def sha256(path: str) -> str:
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     cfg = TINY["llama"]
-    a = synthetic.synthesize(cfg, None, 11, str(tmp_path / "a"))
-    b = synthetic.synthesize(cfg, None, 11, str(tmp_path / "b"))
-    c = synthetic.synthesize(cfg, None, 12, str(tmp_path / "c"))
+    a = synthetic.synthesize(cfg, FACTS["llama"], None, 11, str(tmp_path / "a"))
+    b = synthetic.synthesize(cfg, FACTS["llama"], None, 11, str(tmp_path / "b"))
+    c = synthetic.synthesize(cfg, FACTS["llama"], None, 12, str(tmp_path / "c"))
     for name in ("model.safetensors", "config.json", "generation_config.json"):
         assert sha256(str(tmp_path / "a" / name)) == sha256(str(tmp_path / "b" / name)), name
     assert sha256(str(tmp_path / "a" / "model.safetensors")) != sha256(str(tmp_path / "c" / "model.safetensors"))
@@ -42,7 +42,7 @@ def test_loads_as_a_normal_hf_folder_with_clear_top1(tmp_path, arch):
     from transformers import AutoModelForCausalLM
 
     cfg = TINY[arch]
-    res = synthetic.synthesize(cfg, {"bos_token_id": 1, "eos_token_id": [2], "do_sample": False}, 5, str(tmp_path))
+    res = synthetic.synthesize(cfg, FACTS[arch], {"bos_token_id": 1, "eos_token_id": [2], "do_sample": False}, 5, str(tmp_path))
     model, info = AutoModelForCausalLM.from_pretrained(
         str(tmp_path), local_files_only=True, output_loading_info=True, dtype=torch.float32
     )
@@ -66,9 +66,9 @@ def test_shards_with_an_index_above_the_shard_size(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
     cfg = TINY["llama"]
-    synthetic.synthesize(cfg, None, 3, str(tmp_path / "one"))
+    synthetic.synthesize(cfg, FACTS["llama"], None, 3, str(tmp_path / "one"))
     monkeypatch.setattr(synthetic, "SHARD_MAX_BYTES", 150_000)
-    res = synthetic.synthesize(cfg, None, 3, str(tmp_path / "many"))
+    res = synthetic.synthesize(cfg, FACTS["llama"], None, 3, str(tmp_path / "many"))
     names = [os.path.basename(f["path"]) for f in res["files"]]
     shards = [n for n in names if n.startswith("model-")]
     assert len(shards) >= 2 and "model.safetensors.index.json" in names and "model.safetensors" not in names
@@ -83,11 +83,29 @@ def test_shards_with_an_index_above_the_shard_size(tmp_path, monkeypatch):
     assert torch.equal(model.model.embed_tokens.weight, single["model.embed_tokens.weight"])
 
 
-def test_unsupported_architecture_is_an_input_error(tmp_path):
-    with pytest.raises(InputError, match="unsupported model_type"):
-        synthetic.synthesize({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, None, 0, str(tmp_path))
-    with pytest.raises(InputError, match="unsupported architectures"):
-        synthetic.synthesize(dict(TINY["llama"], architectures=["LlamaForSequenceClassification"]), None, 0, str(tmp_path))
+def test_a_class_that_is_no_causal_lm_or_not_the_facts_class_is_an_input_error(tmp_path):
+    gpt2 = dict(FACTS["llama"], architecture="GPT2LMHeadModel")
+    with pytest.raises(InputError, match="has no causal-LM class 'GPT2LMHeadModel'"):
+        synthetic.synthesize({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, gpt2, None, 0, str(tmp_path))
+    with pytest.raises(InputError, match="do not start with 'LlamaForCausalLM'"):
+        synthetic.synthesize(dict(TINY["llama"], architectures=["LlamaForSequenceClassification"]), FACTS["llama"], None, 0, str(tmp_path))
+    with pytest.raises(InputError, match="model_type 'qwen2' is not 'llama'"):
+        synthetic.synthesize(dict(TINY["llama"], model_type="qwen2"), FACTS["llama"], None, 0, str(tmp_path))
+    assert not os.listdir(tmp_path)
+
+
+def test_facts_that_disagree_with_the_model_are_a_bug_named_by_family(tmp_path):
+    from sphana_bridge.protocol import BadRequest, Internal
+
+    # Qwen2's config with Llama's bias facts: 3 biases per layer fewer than transformers builds.
+    wrong = dict(FACTS["qwen2"], attentionBias="none", parameters=FACTS["qwen2"]["parameters"] - 2 * (64 + 2 * 32))
+    with pytest.raises(Internal, match=r"family 'qwen2' disagree with transformers' Qwen2ForCausalLM: parameters 139584 \(facts\) vs 139840"):
+        synthetic.synthesize(TINY["qwen2"], wrong, None, 0, str(tmp_path))
+    with pytest.raises(Internal, match="layer_types full_attention,full_attention,full_attention \\(model\\) vs"):
+        synthetic.synthesize(dict(TINY["gemma2"], layer_types=["full_attention"] * 3), FACTS["gemma2"], None, 0, str(tmp_path))
+    with pytest.raises(BadRequest, match="missing field\\(s\\) \\['qkNorm'\\]"):
+        synthetic.synthesize(TINY["llama"], {k: v for k, v in FACTS["llama"].items() if k != "qkNorm"}, None, 0, str(tmp_path))
+    assert not os.listdir(tmp_path)
 
 
 def test_synthetic_tokenizer_exact_vocab_special_ids_and_determinism(tmp_path):

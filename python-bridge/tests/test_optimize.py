@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from export_configs import DECODE_STEPS, PROMPT, TINY  # noqa: E402
+from export_configs import DECODE_STEPS, FACTS, PROMPT, TINY  # noqa: E402
 from sphana_bridge import export_model as em  # noqa: E402
 from sphana_bridge import optimize as opt  # noqa: E402
 from sphana_bridge.parity import OnnxDecoder, ort_session  # noqa: E402
@@ -25,9 +25,9 @@ CFG = TINY["smollm2"]
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("opt")
     hf = str(root / "hf")
-    synthesize(CFG, None, 4321, hf)
+    synthesize(CFG, FACTS["smollm2"], None, 4321, hf)
     path = str(root / "export" / "llm_generator.onnx")
-    em.export_model(hf, path, prompt_ids=PROMPT, decode_steps=DECODE_STEPS)
+    em.export_model(hf, path, FACTS["smollm2"], prompt_ids=PROMPT, decode_steps=DECODE_STEPS)
     return hf, path
 
 

@@ -6,6 +6,19 @@ export const gemma: ArchitectureFamily = {
   architectures: ['GemmaForCausalLM'],
   traits: ['a single kv head (multi-query)', 'head_dim not equal to hidden/heads', 'tied embeddings'],
   defaultTiedEmbeddings: true,
+  configDefaults: { head_dim: 256, hidden_act: 'gelu_pytorch_tanh' },
+  normOffset: 1,
+  embeddingScale: 'sqrt-hidden',
+  attentionBias: 'config',
+  mlpBias: 'none',
+  qkNorm: false,
+  layerNorms: 2,
+  fusedQkv: false,
+  fusedGateUp: false,
+  slidingWindow: 'none',
+  softcapping: false,
+  // transformers reads the released configs' legacy "gelu" as the tanh approximation it meant.
+  activation: (c) => (c.hidden_act === 'gelu' ? 'gelu_pytorch_tanh' : String(c.hidden_act)),
   presets: [
     {
       name: 'gemma-2b',

@@ -10,6 +10,23 @@ export const gemma2: ArchitectureFamily = {
   architectures: ['Gemma2ForCausalLM'],
   traits: ['attention and final logit soft-capping', 'sliding-window layers (tiny: window 8, so tests pass it)', 'head_dim not equal to hidden/heads', 'tied embeddings'],
   defaultTiedEmbeddings: true,
+  configDefaults: {
+    head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: 256, sliding_window: 4096,
+    attn_logit_softcapping: 50.0, final_logit_softcapping: 30.0,
+  },
+  normOffset: 1,
+  embeddingScale: 'sqrt-hidden',
+  attentionBias: 'config',
+  mlpBias: 'none',
+  qkNorm: false,
+  layerNorms: 4,
+  fusedQkv: false,
+  fusedGateUp: false,
+  slidingWindow: 'layer-types',
+  // Even layers (0, 2, ...) slide, odd ones attend globally.
+  defaultLayerTypes: (c) => Array.from({ length: c.num_hidden_layers ?? 0 }, (_, i) => (i % 2 === 0 ? 'sliding_attention' : 'full_attention')),
+  softcapping: true,
+  activation: (c) => String(c.hidden_activation),
   presets: [
     {
       name: 'gemma-2-2b',

@@ -1,11 +1,34 @@
-import type { ArchitectureFamily, HfConfig } from './types.js';
+import { ropeOf } from './config.js';
+import type { ArchitectureFamily, HfConfig, LayerType, Rope } from './types.js';
 
-const SLIDING = 'sliding_attention';
-const FULL = 'full_attention';
+const SLIDING: LayerType = 'sliding_attention';
+const FULL: LayerType = 'full_attention';
 
-/** Gemma 3's layer pattern: five sliding-window layers, then one global, repeated. */
-function fiveToOne(layers: number): string[] {
-  return Array.from({ length: layers }, (_, i) => ((i + 1) % 6 === 0 ? FULL : SLIDING));
+/** Gemma 3's layer pattern: (pattern - 1) sliding-window layers, then one global, repeated (pattern 6: five to one). */
+function pattern(layers: number, every = 6): LayerType[] {
+  return Array.from({ length: layers }, (_, i) => ((i + 1) % every === 0 ? FULL : SLIDING));
+}
+
+/**
+ * RoPE per layer type: global layers use rope_theta (and rope_scaling, linear x8 on 4B and up),
+ * sliding layers rope_local_base_freq and no scaling; transformers 5 configs nest both under
+ * rope_parameters instead.
+ */
+function ropeByLayerType(c: HfConfig): Partial<Record<LayerType, Rope>> {
+  const nested = c.rope_parameters as Record<string, unknown> | undefined;
+  const of = (t: LayerType): Rope => {
+    const own = nested && typeof nested === 'object' ? nested[t] : undefined;
+    if (own && typeof own === 'object') return ropeOf({ rope_parameters: own as Record<string, unknown> });
+    return t === FULL ? { theta: c.rope_theta as number, scaling: c.rope_scaling ?? null } : { theta: c.rope_local_base_freq as number, scaling: null };
+  };
+  const types = layerTypes(c);
+  return Object.fromEntries([...new Set(types)].map((t) => [t, of(t)]));
+}
+
+function layerTypes(c: HfConfig): LayerType[] {
+  const layers = c.num_hidden_layers ?? 0;
+  if (Array.isArray(c.layer_types) && c.layer_types.length === layers) return c.layer_types as LayerType[];
+  return pattern(layers, (c.sliding_window_pattern as number | undefined) ?? 6);
 }
 
 /**
@@ -31,6 +54,24 @@ export const gemma3: ArchitectureFamily = {
     'tied embeddings',
   ],
   defaultTiedEmbeddings: true,
+  // Gemma3TextConfig's defaults for the keys the facts read.
+  configDefaults: {
+    head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: 256, sliding_window: 4096,
+    rope_theta: 1_000_000, rope_local_base_freq: 10_000, attn_logit_softcapping: null, final_logit_softcapping: null,
+  },
+  normOffset: 1,
+  embeddingScale: 'sqrt-hidden',
+  attentionBias: 'config',
+  mlpBias: 'none',
+  qkNorm: true,
+  layerNorms: 4,
+  fusedQkv: false,
+  fusedGateUp: false,
+  slidingWindow: 'layer-types',
+  defaultLayerTypes: layerTypes,
+  softcapping: true,
+  activation: (c) => String(c.hidden_activation),
+  ropeByLayerType,
   presets: [
     {
       name: 'gemma-3-270m',
@@ -39,7 +80,7 @@ export const gemma3: ArchitectureFamily = {
         architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', _sliding_window_pattern: 6, attention_bias: false,
         attention_dropout: 0.0, attn_logit_softcapping: null, bos_token_id: 2, eos_token_id: 1, final_logit_softcapping: null,
         head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', hidden_size: 640, initializer_range: 0.02, intermediate_size: 2048,
-        layer_types: fiveToOne(18), max_position_embeddings: 32768, num_attention_heads: 4, num_hidden_layers: 18,
+        layer_types: pattern(18), max_position_embeddings: 32768, num_attention_heads: 4, num_hidden_layers: 18,
         num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6, rope_local_base_freq: 10000.0,
         rope_scaling: null, rope_theta: 1000000.0, sliding_window: 512, torch_dtype: 'bfloat16', use_bidirectional_attention: false,
         use_cache: true, vocab_size: 262144,

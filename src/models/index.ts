@@ -6,7 +6,12 @@ import { gemma3 } from './gemma3.js';
 import { llama } from './llama.js';
 import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
+import { headDimOf, idList, kvHeadsOf, required, ropeOf } from './config.js';
+import { type ArchitectureFacts, architectureFacts, withDefaults } from './facts.js';
 import type { ArchitectureFamily, GenerationConfig, HfConfig, Preset } from './types.js';
+
+export { headDimOf, idList, kvHeadsOf, required, ropeOf };
+export type { ArchitectureFacts };
 
 /** Every architecture family sphana supports: an explicit index, no self-registration. */
 export const FAMILIES: readonly ArchitectureFamily[] = [llama, gemma, gemma2, qwen2, gemma3, phi3];
@@ -38,59 +43,32 @@ export function familyFor(config: HfConfig, where = 'config.json'): Architecture
   return family;
 }
 
-/** Head dim as the model computes it: config.head_dim when set, else hidden / heads. */
-export function headDimOf(config: HfConfig): number {
-  if (typeof config.head_dim === 'number') return config.head_dim;
-  return Math.floor(required(config, 'hidden_size') / required(config, 'num_attention_heads'));
-}
-
-export function kvHeadsOf(config: HfConfig): number {
-  return typeof config.num_key_value_heads === 'number' ? config.num_key_value_heads : required(config, 'num_attention_heads');
-}
-
-export function required(config: HfConfig, key: keyof HfConfig & string): number {
-  const value = config[key];
-  if (typeof value !== 'number') throw new InputError('E_BAD_CONFIG', `config.json has no numeric ${key}`, { hint: 'the model folder is incomplete' });
-  return value;
-}
-
-export function idList(value: number | number[] | null | undefined): number[] {
-  if (value === null || value === undefined) return [];
-  return Array.isArray(value) ? value : [value];
+/** The facts of the config's family, resolved for the config: what the bridge receives. */
+export function factsFor(config: HfConfig): ArchitectureFacts {
+  return architectureFacts(familyFor(config), config);
 }
 
 export function describeArchitecture(config: HfConfig): ManifestArchitecture {
   const family = familyFor(config);
+  const facts = architectureFacts(family, config);
+  const c = withDefaults(family, config);
   return {
     modelType: config.model_type ?? family.id,
     architecture: config.architectures?.[0] ?? '',
-    layers: required(config, 'num_hidden_layers'),
-    hiddenSize: required(config, 'hidden_size'),
-    intermediateSize: required(config, 'intermediate_size'),
-    numAttentionHeads: required(config, 'num_attention_heads'),
-    numKvHeads: kvHeadsOf(config),
-    headDim: headDimOf(config),
-    vocabSize: required(config, 'vocab_size'),
-    contextLength: required(config, 'max_position_embeddings'),
-    tiedEmbeddings: config.tie_word_embeddings ?? family.defaultTiedEmbeddings,
-    rope: ropeOf(config),
-    slidingWindow: family.id === 'gemma2' || config.use_sliding_window ? (config.sliding_window ?? null) : null,
-    attnLogitSoftcapping: config.attn_logit_softcapping ?? null,
-    finalLogitSoftcapping: config.final_logit_softcapping ?? null,
+    layers: required(c, 'num_hidden_layers'),
+    hiddenSize: required(c, 'hidden_size'),
+    intermediateSize: required(c, 'intermediate_size'),
+    numAttentionHeads: required(c, 'num_attention_heads'),
+    numKvHeads: kvHeadsOf(c),
+    headDim: facts.headDim,
+    vocabSize: required(c, 'vocab_size'),
+    contextLength: required(c, 'max_position_embeddings'),
+    tiedEmbeddings: facts.tiedEmbeddings,
+    rope: facts.rope.full_attention ?? ropeOf(c),
+    slidingWindow: facts.slidingWindow,
+    attnLogitSoftcapping: facts.attnLogitSoftcapping,
+    finalLogitSoftcapping: facts.finalLogitSoftcapping,
   };
-}
-
-/** RoPE settings: transformers 5 writes `rope_parameters`, older configs `rope_theta` + `rope_scaling`. */
-export function ropeOf(config: HfConfig): { theta: number; scaling: Record<string, unknown> | null } {
-  const params = config.rope_parameters as Record<string, unknown> | undefined;
-  if (params && typeof params === 'object') {
-    const flat = typeof params.rope_theta === 'number' ? params : (Object.values(params).find((v) => typeof v === 'object' && v !== null) as Record<string, unknown> | undefined);
-    const theta = typeof flat?.rope_theta === 'number' ? flat.rope_theta : (config.rope_theta ?? 10000);
-    const { rope_theta: _theta, ...rest } = flat ?? {};
-    const scaling = flat === params ? rest : params;
-    return { theta, scaling: Object.keys(scaling).length && (scaling as { rope_type?: string }).rope_type !== 'default' ? scaling : null };
-  }
-  return { theta: config.rope_theta ?? 10000, scaling: config.rope_scaling ?? null };
 }
 
 /**
@@ -114,14 +92,7 @@ export function tinyVariant(preset: Preset, vocabSize: number): { config: HfConf
 
 export type { ArchitectureFamily, GenerationConfig, HfConfig, Preset };
 
-/** Parameter count implied by a config (decoder blocks, norms, embeddings, an untied head). */
+/** Parameter count implied by a config (decoder blocks, norms, embeddings, an untied head), from the family's facts. */
 export function parameterCount(config: HfConfig): number {
-  const a = describeArchitecture(config);
-  const h = a.hiddenSize;
-  const q = a.numAttentionHeads * a.headDim;
-  const kv = a.numKvHeads * a.headDim;
-  const bias = config.model_type === 'qwen2' ? q + 2 * kv : 0;
-  const norms = config.model_type === 'gemma2' ? 4 * h : 2 * h;
-  const layer = h * q + 2 * h * kv + q * h + bias + 3 * h * a.intermediateSize + norms;
-  return a.vocabSize * h * (a.tiedEmbeddings ? 1 : 2) + a.layers * layer + h;
+  return factsFor(config).parameters;
 }

@@ -6,6 +6,16 @@ export const llama: ArchitectureFamily = {
   architectures: ['LlamaForCausalLM'],
   traits: ['grouped-query attention (kv heads < heads)', 'tied embeddings', 'llama3 RoPE scaling (3.2)'],
   defaultTiedEmbeddings: false,
+  normOffset: 0,
+  embeddingScale: 'none',
+  attentionBias: 'config',
+  mlpBias: 'config',
+  qkNorm: false,
+  layerNorms: 2,
+  fusedQkv: false,
+  fusedGateUp: false,
+  slidingWindow: 'none',
+  softcapping: false,
   presets: [
     {
       name: 'llama-3.2-1b',

@@ -13,8 +13,20 @@ import type { ArchitectureFamily, HfConfig } from './types.js';
 export const phi3: ArchitectureFamily = {
   id: 'phi3',
   architectures: ['Phi3ForCausalLM'],
-  traits: ['fused qkv_proj and gate_up_proj', 'a sliding window on every layer (tiny: 8, so tests pass it)', 'untied LM head'],
+  traits: ['fused qkv_proj and gate_up_proj', 'a sliding window on every layer (tiny: 8, so tests pass it)', 'untied LM head', 'LongRoPE (128k variants): short/long factors switched in the graph'],
   defaultTiedEmbeddings: false,
+  // Phi3Config's defaults for the keys the facts read (no window unless config.json sets one).
+  configDefaults: { hidden_act: 'silu', sliding_window: null, rope_theta: 10000 },
+  normOffset: 0,
+  embeddingScale: 'none',
+  attentionBias: 'none',
+  mlpBias: 'none',
+  qkNorm: false,
+  layerNorms: 2,
+  fusedQkv: true,
+  fusedGateUp: true,
+  slidingWindow: 'every-layer',
+  softcapping: false,
   presets: [
     {
       name: 'phi-3-mini-4k',

@@ -6,6 +6,19 @@ export const qwen2: ArchitectureFamily = {
   architectures: ['Qwen2ForCausalLM'],
   traits: ['bias on q/k/v projections', 'grouped-query attention', 'tied embeddings (0.5B)'],
   defaultTiedEmbeddings: false,
+  configDefaults: { use_sliding_window: false, sliding_window: 4096, max_window_layers: 28 },
+  normOffset: 0,
+  embeddingScale: 'none',
+  attentionBias: 'qkv',
+  mlpBias: 'none',
+  qkNorm: false,
+  layerNorms: 2,
+  fusedQkv: false,
+  fusedGateUp: false,
+  slidingWindow: 'layer-types',
+  // With use_sliding_window, the layers from max_window_layers on slide.
+  defaultLayerTypes: (c) => Array.from({ length: c.num_hidden_layers ?? 0 }, (_, i) => (c.use_sliding_window && typeof c.sliding_window === 'number' && i >= (c.max_window_layers as number) ? 'sliding_attention' : 'full_attention')),
+  softcapping: false,
   presets: [
     {
       name: 'qwen2.5-0.5b',

@@ -7,7 +7,7 @@ import { fsyncPath, renameDurable, writeFileAtomic } from '../artifacts/files.js
 import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, buildManifest, writeManifest } from '../manifest/build.js';
 import type { Manifest, Precision } from '../manifest/schema.js';
-import { describeArchitecture, type HfConfig } from '../models/index.js';
+import { describeArchitecture, factsFor, type HfConfig } from '../models/index.js';
 import { bridgeVersions } from '../python/bridge-commands.js';
 import { type ExportResult, bridgeExport } from '../python/export-commands.js';
 import { type OptimizeMode, type OptimizeSummary, optimizeStep } from './optimize-step.js';
@@ -163,7 +163,7 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
       sweepStaging(dirname(exportPath));
       const unsweep = sweepOnExit(dirname(exportPath));
       const result = await bridgeExport(await bridge(), {
-        modelDir: hfDir(), output: exportPath, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
+        modelDir: hfDir(), output: exportPath, architecture: factsFor(readJson<HfConfig>(join(hfDir(), 'config.json'), 'model config')), exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
       }, { signal: options.signal, onProgress: (p) => events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
       for (const f of [exportPath, `${exportPath}.data`, dirname(exportPath)]) if (existsSync(f)) fsyncPath(f);

@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { sha256File } from '../artifacts/files.js';
 import { removeOnExit } from '../cleanup.js';
 import { InputError } from '../errors.js';
-import { type HfConfig, type Preset, familyFor, findPreset, idList, tinyVariant } from '../models/index.js';
+import { type HfConfig, type Preset, factsFor, familyFor, findPreset, idList, tinyVariant } from '../models/index.js';
 import { bridgeSynthesize, bridgeSyntheticTokenizer } from '../python/export-commands.js';
 import type { BridgeEnvironment } from '../python/environment.js';
 import { readJson, readVocabulary } from '../tokenizer/special-tokens.js';
@@ -121,7 +121,7 @@ export async function synthesizeWeights(source: ModelSource, target: string, env
     }
     const variant = source.synthetic === 'tiny' ? tinyVariant(preset, vocab) : { config: { ...preset.config, vocab_size: vocab }, generationConfig: preset.generationConfig };
     const progress = { signal: options.signal, onProgress: (p: { message: string }) => options.onProgress?.(p.message) };
-    await bridgeSynthesize(env, { config: variant.config, generationConfig: variant.generationConfig, seed, outDir: staging }, progress);
+    await bridgeSynthesize(env, { config: variant.config, architecture: factsFor(variant.config), generationConfig: variant.generationConfig, seed, outDir: staging }, progress);
     if (!offline) {
       const g = variant.generationConfig;
       const c = variant.config;

@@ -1,4 +1,5 @@
 /** Typed entry points of the bridge's export side: synthesize, synthetic-tokenizer, export, gguf-to-hf, reference-generate. */
+import type { ArchitectureFacts } from '../models/facts.js';
 import type { BridgeEnvironment } from './environment.js';
 import { type BridgeCallOptions, callBridge } from './bridge.js';
 
@@ -26,6 +27,8 @@ function num(value: unknown, what: string): number {
 
 export interface SynthesizeRequest {
   config: Record<string, unknown>;
+  /** The config's family facts (src/models/facts.ts): the bridge builds and checks the model from them. */
+  architecture: ArchitectureFacts;
   generationConfig: Record<string, unknown> | null;
   seed: number;
   outDir: string;
@@ -65,6 +68,8 @@ export function bridgeSyntheticTokenizer(env: BridgeEnvironment, request: Synthe
 export interface ExportRequest {
   modelDir: string;
   output: string;
+  /** The folder's config's family facts (src/models/facts.ts), checked against the loaded model. */
+  architecture: ArchitectureFacts;
   exporter: 'dynamo' | 'torchscript';
   protoLimitBytes: number;
   opset?: number;
