@@ -10,8 +10,8 @@ import { sphana } from '../helpers/cli.js';
 
 /**
  * Gemma 3 text and Phi-3 (published parameter counts and facts: test/models/facts.test.ts): the tiny
- * variants keep the traits, and a tiny INT4 export passes the parity gate past the sliding
- * window, INT4 quantization and verify (INT8 runs for every preset in export.test.ts).
+ * variants keep the traits, and a tiny export passes the parity gate past the sliding window,
+ * INT8 and INT4 quantization and verify.
  */
 
 test('tiny Gemma 3 keeps two sliding layers and a global one, the window inside the parity prompt, 1 kv head x 32', () => {
@@ -34,20 +34,24 @@ test('tiny Gemma 3 keeps two sliding layers and a global one, the window inside 
 let out: string;
 const manifests = new Map<string, Manifest>();
 const NAMES = ['gemma-3-270m', 'phi-3-mini-4k'];
+const PRECISIONS = ['int8', 'int4'] as const;
 
 before(() => {
   out = mkdtempSync(join(tmpdir(), 'sphana-g3p3-'));
   for (const name of NAMES) {
-    const r = sphana(['export', name, '--synthetic', 'tiny', '--precision', 'int4', '--out', join(out, name), '--json']);
-    assert.equal(r.exitCode, 0, `${name}: ${r.stderr}`);
-    manifests.set(name, JSON.parse(readFileSync(join(out, name, '0.1.0', 'manifest.json'), 'utf8')) as Manifest);
+    // INT8 first, then INT4 into the same folder (the export step is reused, quantize and verify rerun).
+    for (const precision of PRECISIONS) {
+      const r = sphana(['export', name, '--synthetic', 'tiny', '--precision', precision, '--out', join(out, name), '--json']);
+      assert.equal(r.exitCode, 0, `${name} ${precision}: ${r.stderr}`);
+      manifests.set(`${name} ${precision}`, JSON.parse(readFileSync(join(out, name, '0.1.0', 'manifest.json'), 'utf8')) as Manifest);
+    }
   }
 });
 after(() => rmSync(out, { recursive: true, force: true }));
 
-for (const name of NAMES) {
-  test(`${name}: tiny INT4 export passes parity past the window, INT4 and verify; KV sizes from the graph`, () => {
-    const m = manifests.get(name)!;
+for (const name of NAMES) for (const precision of PRECISIONS) {
+  test(`${name}: tiny export passes parity past the window, ${precision} and verify; KV sizes from the graph`, () => {
+    const m = manifests.get(`${name} ${precision}`)!;
     const dir = join(out, name, '0.1.0', 'onnx');
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
     const parity = m.parity as { positions: number; top1Agreement: number; maxAbsDiff: number; cachedVsFullMaxAbsDiff: number; atol: number };
@@ -57,15 +61,16 @@ for (const name of NAMES) {
     assert.ok(parity.maxAbsDiff <= 1e-4, String(parity.maxAbsDiff)); // fp32 both sides; measured 6.2e-6 / 4.8e-6
     assert.ok(parity.cachedVsFullMaxAbsDiff <= 1e-4, String(parity.cachedVsFullMaxAbsDiff));
     // KV sizes: what the graphs state, equal to the config's (1 x 32 for Gemma 3, 4 x 16 for Phi-3).
-    for (const file of ['llm_generator.onnx', 'llm_generator.int4.onnx']) {
+    for (const file of ['llm_generator.onnx', `llm_generator.${precision}.onnx`]) {
       const past = inspectFile(join(dir, file)).inputs.find((i) => i.name === 'past_key_values.0.key')!;
       assert.deepEqual(past.shape, ['batch_size', kvHeadsOf(config), 'past_sequence_length', headDimOf(config)], file);
     }
     assert.deepEqual([m.kvCache.numKvHeads, m.kvCache.headDim], [kvHeadsOf(config), headDimOf(config)]);
-    assert.equal(inspectFile(join(dir, 'llm_generator.int4.onnx')).quantization.floatConstantMatMuls.length, 0);
+    assert.equal(inspectFile(join(dir, `llm_generator.${precision}.onnx`)).quantization.floatConstantMatMuls.length, 0);
     assert.equal(m.quantization?.attempts.at(-1)?.ok, true);
     const verification = m.verification as { ok: boolean; quality: Record<string, { passed: boolean; nearTieTop1: number; meanCosine: number; meanKl: number }> };
     assert.equal(verification.ok, true);
-    assert.equal(verification.quality.int4.passed, true);
+    assert.equal(verification.quality[precision].passed, true);
+    assert.equal(m.quantization?.precision, precision);
   });
 }
