@@ -8,6 +8,7 @@ import { benchInspect } from './inspect.js';
 import { benchInt8 } from './int8.js';
 import { benchStartup } from './startup.js';
 import { benchPeers } from './peers.js';
+import { benchLlamaInit } from './llama-init.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
 
@@ -32,6 +33,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   int8: () => benchInt8(cache, python),
   startup: () => benchStartup(cache, python, bin),
   peers: () => benchPeers(cache, bin, python),
+  'llama-init': () => benchLlamaInit(cache, bin, python),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];

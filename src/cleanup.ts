@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { processAlive } from './python/process-group.js';
@@ -16,7 +15,8 @@ export const STAGING_ENTRY = /^\..*\.sphana-|^\.sphana-/;
 
 /** A name part unique to this run: pid and random bytes (two runs, or two calls, never share it). */
 export function runTag(): string {
-  return `${process.pid}-${randomBytes(4).toString('hex')}`;
+  // Web Crypto's global: node:crypto is loaded when a tag is made, not by every command's start.
+  return `${process.pid}-${Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(4))).toString('hex')}`;
 }
 
 /** Removes the staging entries left in `dir` (by a run that was killed). */

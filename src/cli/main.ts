@@ -1,8 +1,8 @@
 import { QUANT_FLAG_HELP } from '../quantize/cli-options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { exitOnSignals } from '../cleanup.js';
-import { ExitCode, InterruptedError, UsageError } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { guardProcess } from './guards.js';
 import { type GlobalOptions, Output } from './output.js';
 import { reportError } from './report-error.js';
 
@@ -150,21 +150,14 @@ function withQuantFlags(command: Command): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  // `sphana inspect --json big.onnx | head`: a closed pipe ends the command quietly.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      throw error;
-    });
-  }
+  const rawJson = argv.includes('--json');
+  const rawVerbose = argv.includes('--verbose');
+  const unhookSignals = guardProcess(rawJson);
   let exitCode: number = ExitCode.ok;
   const program = buildProgram((code) => { exitCode = code; });
   program.exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
   for (const sub of program.commands) sub.exitOverride();
-  const rawJson = argv.includes('--json');
-  const rawVerbose = argv.includes('--verbose');
-  const unhookSignals = exitOnSignals((signal) => reportError(new InterruptedError(signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `interrupted (${signal})`), { json: rawJson, verbose: false }));
   try {
     await program.parseAsync(argv);
     return exitCode;

@@ -1,4 +1,4 @@
-import chalk from 'chalk';
+import { colour } from './colour.js';
 
 /** Colours and spinners only on an interactive terminal: a TTY, not CI, not NO_COLOR, not TERM=dumb. */
 export function isInteractive(stream: NodeJS.WriteStream = process.stderr, env: NodeJS.ProcessEnv = process.env): boolean {
@@ -10,7 +10,8 @@ export function isInteractive(stream: NodeJS.WriteStream = process.stderr, env: 
 }
 
 export function configureColour(enabled: boolean): void {
-  chalk.level = enabled ? (chalk.level || 1) : 0;
+  colour.level = enabled ? (colour.level || 1) : 0;
 }
 
-export { chalk };
+/** The styles (src/cli/colour.ts; named `chalk` because they replace it, output for output). */
+export { colour as chalk };

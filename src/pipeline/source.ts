@@ -91,7 +91,7 @@ async function ggufSource(options: SourceOptions): Promise<ModelSource> {
 }
 
 /** The folder of an npm package that sphana depends on. */
-function packageDir(name: string): string {
+export function packageDir(name: string): string {
   const require = createRequire(import.meta.url);
   for (const base of require.resolve.paths(name) ?? []) {
     const dir = join(base, name);

@@ -54,6 +54,17 @@ test('sphana inspect loads the reader, not protobufjs, ora, execa, onnxruntime-n
   assert.deepEqual(heavyIn(r.modules), []);
   assert.ok(r.modules.some((m) => m.endsWith('dist/src/onnx/summary.js')), 'the reader was loaded');
   assert.ok(!r.modules.some((m) => m.includes('dist/src/commands/export.js') || m.includes('dist/src/verify/')), 'no other command');
+  // The launcher's fast path (src/cli/fast-path.ts): no commander, no chalk, no package at all.
+  assert.deepEqual(r.modules.filter((m) => m.includes('node_modules/')), []);
+  assert.ok(!r.modules.some((m) => m.endsWith('dist/src/cli/main.js')), 'the full CLI is not loaded');
+});
+
+test('no command loads chalk (src/cli/colour.ts writes the same codes)', () => {
+  for (const args of [['--help'], ['models'], ['inspect', '--verbose', fixture('valid/mlp.onnx')]]) {
+    const r = loaded(args);
+    assert.equal(r.exitCode, 0, args.join(' '));
+    assert.ok(!r.modules.some((m) => m.includes('node_modules/chalk/')), args.join(' '));
+  }
 });
 
 test('sphana --help loads no command module', () => {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { type CompiledSchema, compileTables, compiledSchemaPath, modelSpec, protoPath } from '../../src/onnx/schema.js';
+import { type CompiledSchema, compileTables, compiledSchemaPath, fnv1a, modelSpec, protoPath } from '../../src/onnx/schema.js';
 import { ROOT, testPython } from '../helpers/paths.js';
 
 /** The .proto without comments and with whitespace collapsed: what defines the schema. */
@@ -40,4 +40,34 @@ test('onnx-schema.json holds exactly the tables protobufjs compiles from onnx.pr
   assert.equal(initializer?.repeated, true);
   const raw = initializer?.message?.fields.get(9);
   assert.deepEqual([raw?.name, raw?.kind, raw?.lazy], ['raw_data', 'bytes', true]);
+});
+
+test('the start-up key of onnx-schema.json: FNV-1a over little-endian 32-bit words and the tail, with the length', () => {
+  // A plain reference: bytes → LE words by arithmetic, FNV-1a 32 (offset basis 0x811c9dc5, prime 0x01000193).
+  const reference = (b: Uint8Array) => {
+    let h = 0x811c9dc5;
+    const words = Math.floor(b.length / 4);
+    for (let i = 0; i < words; i++) h = Math.imul(h ^ (b[4 * i] | (b[4 * i + 1] << 8) | (b[4 * i + 2] << 16) | (b[4 * i + 3] << 24)), 0x01000193);
+    for (let i = words * 4; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+    return `${b.length}:${(h >>> 0).toString(16).padStart(8, '0')}`;
+  };
+  // Under four bytes it is FNV-1a itself (published vectors: "" 811c9dc5, "a" e40c292c).
+  assert.equal(fnv1a(new Uint8Array(0)), '0:811c9dc5');
+  assert.equal(fnv1a(new TextEncoder().encode('a')), '1:e40c292c');
+  const data = Buffer.alloc(4099);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+  for (const n of [1, 3, 4, 5, 8, 1027, 4099]) {
+    assert.equal(fnv1a(data.subarray(0, n)), reference(data.subarray(0, n)), `${n} bytes`);
+    assert.equal(fnv1a(data.subarray(1, 1 + n > data.length ? data.length : 1 + n)), reference(data.subarray(1, Math.min(data.length, 1 + n))), `${n} bytes, unaligned`);
+  }
+  const proto = readFileSync(protoPath());
+  const stored = JSON.parse(readFileSync(compiledSchemaPath(), 'utf8')) as CompiledSchema;
+  assert.equal(stored.protoFnv1a, fnv1a(proto));
+  assert.equal(stored.protoFnv1a, reference(proto));
+  // One changed byte changes the key, so an edited .proto is compiled afresh rather than misread.
+  for (const at of [0, proto.length >> 1, proto.length - 1]) {
+    const edited = Buffer.from(proto);
+    edited[at] ^= 1;
+    assert.notEqual(fnv1a(edited), stored.protoFnv1a, `byte ${at}`);
+  }
 });
