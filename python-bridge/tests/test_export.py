@@ -67,7 +67,7 @@ def test_export_passes_the_parity_gate(exported, arch):
     assert res["opset"] == 18 and res["exporter"].startswith("torch 2.") and res["exporter"].endswith(" dynamo")
     assert set(res["seconds"]) == {"load", "export", "save", "parity"}
     assert res["peakRssBytes"] > 0
-    if arch == "gemma2":
+    if FACTS[arch]["slidingWindow"] is not None:
         assert p["slidingWindow"] == 8 and p["exceedsSlidingWindow"] is True
 
 
@@ -116,8 +116,12 @@ def test_graph_contract_names_dims_metadata(exported, arch):
     assert meta.get("sphana.embedding_scale") == ("8.0" if arch.startswith("gemma") else None)
     assert meta["sphana.attention_bias"] == ("true" if arch == "qwen2" else "false")
     assert meta["sphana.qk_norm"] == ("true" if facts["qkNorm"] else "false")
-    if arch == "gemma2":
+    if facts["slidingWindow"] is not None:
         assert meta["sphana.sliding_window"] == "8"
+        assert meta["sphana.layer_types"] == ",".join(facts["layerTypes"])
+    else:
+        assert "sphana.sliding_window" not in meta
+    if arch == "gemma2":
         assert meta["sphana.attn_logit_softcapping"] == "2.0"
         assert meta["sphana.final_logit_softcapping"] == "3.0"
         assert "sliding_attention" in meta["sphana.layer_types"]
@@ -132,13 +136,20 @@ def test_graph_contract_names_dims_metadata(exported, arch):
         assert "Gather" in users and any(u in ("Transpose", "MatMul", "Gemm") for u in users), users
 
 
-def test_gemma2_past_the_sliding_window_matches_pytorch_full_sequence(exported, hf_dirs):
+SLIDING = [a for a in ARCHS if FACTS[a]["slidingWindow"] is not None]
+
+
+@pytest.mark.parametrize("arch", SLIDING)
+def test_past_the_sliding_window_matches_pytorch_full_sequence(exported, hf_dirs, arch):
     """A full KV cache (present = past + new) with the window applied by the mask: prefill and
-    decode beyond the window agree with PyTorch's own uncached full-sequence logits."""
+    decode beyond the window agree with PyTorch's own uncached full-sequence logits (Gemma 2:
+    alternate layers slide; Mistral: every layer)."""
     import torch
 
-    res = exported("gemma2")
-    model = load_torch(hf_dirs["gemma2"])
+    assert FACTS[arch]["slidingWindow"] == 8
+    res = exported(arch)
+    assert res["parity"]["slidingWindow"] == 8 and res["parity"]["exceedsSlidingWindow"] is True
+    model = load_torch(hf_dirs[arch])
     decoder = parity.OnnxDecoder(parity.ort_session(res["output"]))
     expected, fed, torch_full = parity.torch_reference(model, PROMPT, DECODE_STEPS)
     cached = parity.onnx_cached(decoder, PROMPT, fed)

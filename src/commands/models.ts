@@ -1,3 +1,4 @@
+import { totalmem } from 'node:os';
 import type { Output } from '../cli/output.js';
 import { FAMILIES, describeArchitecture, parameterCount } from '../models/index.js';
 import { bytes, count } from './inspect-render.js';
@@ -11,7 +12,7 @@ export async function run(_args: string[], _options: object, out: Output): Promi
       name: preset.name, hubId: preset.hubId, family: family.id, architecture: a.architecture,
       layers: a.layers, hiddenSize: a.hiddenSize, numAttentionHeads: a.numAttentionHeads, numKvHeads: a.numKvHeads,
       headDim: a.headDim, vocabSize: a.vocabSize, contextLength: a.contextLength, tiedEmbeddings: a.tiedEmbeddings,
-      parameters, fp32Bytes: parameters * 4, offlineTokenizer: preset.offlineTokenizer?.npmPackage ?? null, traits: family.traits,
+      parameters, fp32Bytes: parameters * 4, fp32FitsInMemory: parameters * 4 < totalmem(), offlineTokenizer: preset.offlineTokenizer?.npmPackage ?? null, traits: family.traits,
     };
   }));
   out.json(JSON.stringify({ models: rows }));
@@ -21,5 +22,8 @@ export async function run(_args: string[], _options: object, out: Output): Promi
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   out.result(line(header));
   for (const r of table) out.result(line(r));
+  for (const r of rows.filter((x) => !x.fp32FitsInMemory)) {
+    out.result(`${r.name}: its fp32 weights alone (${bytes(r.fp32Bytes)}) exceed this machine's memory (${bytes(totalmem())}); export it with --synthetic tiny here, or at full size on a bigger machine`);
+  }
   return 0;
 }

@@ -186,19 +186,30 @@ test('bad GGUF input: one-line typed errors, exit 3, nothing half-written', () =
     assert.deepEqual(existsSync(work) ? readdirSync(work) : [], []);
     assert.equal(existsSync(join(bad, 'c', '0.1.0', 'manifest.json')), false);
 
-    // A GGUF that transformers reads (Qwen3) but sphana does not export: refused after the conversion, nothing kept.
-    const qwen3 = join(bad, 'qwen3.gguf');
-    const made = spawnSync(testPython(), [join(ROOT, 'fixtures', 'tiny_gguf.py'), qwen3, '--arch', 'qwen3'], { encoding: 'utf8' });
-    assert.equal(made.status, 0, made.stderr);
-    const unsupported = sphana(['export', qwen3, '--out', join(bad, 'e')]);
-    assert.equal(unsupported.exitCode, 3, unsupported.stderr);
-    assert.match(unsupported.stderr, /error E_UNSUPPORTED_ARCHITECTURE: qwen3\.gguf \(converted config\.json\): architecture Qwen3ForCausalLM is not supported/);
-    assert.deepEqual(readdirSync(join(bad, 'e', '0.1.0', '.sphana-work')), []);
-
     const synthetic = sphana(['export', GGUF!, '--synthetic', 'tiny', '--out', join(bad, 'd')]);
     assert.equal(synthetic.exitCode, 3);
     assert.match(synthetic.stderr, /error E_SYNTHETIC_GGUF/);
   } finally {
     rmSync(bad, { recursive: true, force: true });
+  }
+});
+
+// A Qwen3 GGUF (q/k norms included) should convert and export through the qwen3 family. It does not
+// yet: transformers 5.18's GGUF mapping for qwen3 ignores attention.key_length, so the converted
+// config says head_dim 128 (Qwen3's default) for this fixture's 16 and the folder does not load.
+// Real Qwen3 models all have head_dim 128. Fix in gguf_source.py (head_dim from key_length).
+test('a Qwen3 GGUF exports through the qwen3 family, parity-gated', { todo: 'gguf-to-hf loses a non-default Qwen3 head_dim' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sphana-qwen3gguf-'));
+  try {
+    const qwen3 = join(dir, 'qwen3.gguf');
+    const made = spawnSync(testPython(), [join(ROOT, 'fixtures', 'tiny_gguf.py'), qwen3, '--arch', 'qwen3'], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const converted = sphana(['export', qwen3, '--out', join(dir, 'e'), '--no-verify', '--json']);
+    assert.equal(converted.exitCode, 0, converted.stderr);
+    const q3 = json<Manifest>(join(dir, 'e', '0.1.0', 'manifest.json'));
+    assert.equal(q3.architecture.architecture, 'Qwen3ForCausalLM');
+    assert.equal((q3.parity as { top1Agreement: number }).top1Agreement, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

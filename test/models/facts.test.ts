@@ -65,7 +65,12 @@ test('parameter counts are the published ones', () => {
     'qwen2.5-0.5b': 494_032_768,
     // keras-hub's gemma3_270m, gemma3_1b and phi3_mini_4k_instruct_en presets (llama.cpp's n_params agrees for the 270m).
     'gemma-3-270m': 268_098_176, 'gemma-3-1b': 999_885_952, 'phi-3-mini-4k': 3_821_079_552,
+    // Qwen3-0.6B's model card: 0.6B parameters, 0.44B of them outside the (tied) embedding.
+    'qwen3-0.6b': 596_049_920,
+    'mistral-7b': 7_241_732_096,
   };
+  const q3 = PRESETS.find((p) => p.name === 'qwen3-0.6b')!.config;
+  assert.ok(Math.abs(parameterCount(q3) - 151936 * 1024 - 0.44e9) < 0.005e9, 'non-embedding 0.44B');
   for (const [name, n] of Object.entries(published)) assert.equal(parameterCount(PRESETS.find((p) => p.name === name)!.config), n, name);
 });
 
@@ -94,4 +99,16 @@ test('the facts state each family\'s traits', () => {
   const phi = facts('phi-3-mini-4k');
   assert.deepEqual([phi.fusedQkv, phi.fusedGateUp, phi.slidingWindow, phi.tiedEmbeddings, phi.normOffset], [true, true, 2047, false, 0]);
   assert.ok(phi.layerTypes.every((t) => t === 'sliding_attention'));
+  const q3 = facts('qwen3-0.6b');
+  assert.deepEqual([q3.qkNorm, q3.attentionBias, q3.headDim, q3.tiedEmbeddings, q3.slidingWindow], [true, 'none', 128, true, null]);
+  // Without head_dim in config.json, Qwen3 still has 128 (transformers' default), not hidden / heads.
+  const { head_dim: _h, ...noHeadDim } = PRESETS.find((p) => p.name === 'qwen3-0.6b')!.config;
+  assert.equal(factsFor(noHeadDim).headDim, 128);
+  const mi = facts('mistral-7b');
+  assert.equal(mi.slidingWindow, 4096);
+  assert.deepEqual(new Set(mi.layerTypes), new Set(['sliding_attention']), 'every layer slides');
+  assert.equal(mi.layerTypes.length, 32);
+  const { sliding_window: _w, ...noWindow } = PRESETS.find((p) => p.name === 'mistral-7b')!.config;
+  assert.equal(factsFor(noWindow).slidingWindow, 4096, 'MistralConfig\'s default window');
+  assert.equal(factsFor({ ...noWindow, sliding_window: null }).slidingWindow, null, 'null turns it off');
 });
