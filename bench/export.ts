@@ -92,12 +92,21 @@ export async function benchExport(cache: string, bin: string): Promise<string[]>
 
 /** Gemma-2-2B at full size: completes, or says which step ran out of memory. */
 export async function benchGemma2(cache: string, bin: string): Promise<string[]> {
-  const out = join(cache, 'export-gemma2');
-  const run = await traceRun(process.execPath, [bin, 'export', 'gemma-2-2b', '--synthetic', 'full', '--out', out, '--force', '--json']);
+  return benchFullPreset(cache, bin, 'gemma-2-2b', 2.61e9, 'export-gemma2');
+}
+
+/** Gemma-3-1B at full size (issue 11: each step's wall time and peak RSS). */
+export async function benchGemma3(cache: string, bin: string): Promise<string[]> {
+  return benchFullPreset(cache, bin, 'gemma-3-1b', 1.0e9, 'export-gemma3');
+}
+
+async function benchFullPreset(cache: string, bin: string, preset: string, parameters: number, folder: string): Promise<string[]> {
+  const out = join(cache, folder);
+  const run = await traceRun(process.execPath, [bin, 'export', preset, '--synthetic', 'full', '--out', out, '--force', '--json']);
   const dir = join(out, '0.1.0');
   const fp32 = join(dir, 'onnx/llm_generator.onnx');
-  const fp32Bytes = bytesOf(fp32, `${fp32}.data`) || 2.61e9 * 4;
-  const rows = ['## `sphana export gemma-2-2b --synthetic full`', '', `exit ${run.exitCode}; fp32 model ${GB(fp32Bytes)}`, ''];
+  const fp32Bytes = bytesOf(fp32, `${fp32}.data`) || parameters * 4;
+  const rows = [`## \`sphana export ${preset} --synthetic full\``, '', `exit ${run.exitCode}; fp32 model ${GB(fp32Bytes)}`, ''];
   if (run.exitCode !== 0) rows.push(`failed: ${(/error (E_\w+: .{0,300})/.exec(run.stderr)?.[1] ?? run.stderr.slice(-300)).replace(/\n/g, ' ')}`, '');
   rows.push(...phaseRows(run, fp32Bytes));
   return rows;

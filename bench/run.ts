@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchExport, benchGemma2 } from './export.js';
+import { benchExport, benchGemma2, benchGemma3 } from './export.js';
 import { benchGguf } from './gguf.js';
 import { benchFuzz } from './fuzz.js';
 import { benchInspect } from './inspect.js';
@@ -27,6 +27,7 @@ const sections: Record<string, () => Promise<string[]>> = {
   inspect: () => benchInspect(cache, python, bin),
   export: () => benchExport(cache, bin),
   gemma2: () => benchGemma2(cache, bin),
+  gemma3: () => benchGemma3(cache, bin),
   gguf: () => benchGguf(cache, bin, python, root),
   fuzz: () => benchFuzz(root, python, bin),
   int8: () => benchInt8(cache, python),

@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 from sphana_bridge import architecture as arch
 from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, PARITY_KEYS, check_parity, default_prompt, reference
 from sphana_bridge.protocol import BadRequest, BridgeError, InputError, OutOfMemory, one_line
+from sphana_bridge.rope import make_traceable
 from sphana_bridge.vocabulary import EXPORT_DEFAULTS, EXPORTERS
 
 Emit = Callable[..., None]
@@ -554,6 +555,7 @@ def export_model(
         t = time.monotonic()
         b, s, p = trace_sizes(facts, avoid=[architecture["slidingWindow"] or 0])
         progress("trace", 0.0, f"{exporter} export, opset {opset}, tracing with batch {b}, sequence {s}, past {p}")
+        make_traceable(model)  # after the reference: the gate compares with HF's own rotary code
         wrapper = make_wrapper(model, facts["num_layers"])
         args = sample_inputs(facts, b, s, p)
         try:

@@ -36,7 +36,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert not [n for n in os.listdir(tmp_path / "a") if n.startswith(".")], "staging folder left behind"
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma2", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "qwen2", "gemma3", "phi3"])
 def test_loads_as_a_normal_hf_folder_with_clear_top1(tmp_path, arch):
     import torch
     from transformers import AutoModelForCausalLM

@@ -2,8 +2,10 @@ import { InputError } from '../errors.js';
 import type { ManifestArchitecture } from '../manifest/schema.js';
 import { gemma } from './gemma.js';
 import { gemma2 } from './gemma2.js';
+import { gemma3 } from './gemma3.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
+import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
 import { qwen3 } from './qwen3.js';
 import { headDimOf, idList, kvHeadsOf, required, ropeOf } from './config.js';
@@ -14,7 +16,7 @@ export { headDimOf, idList, kvHeadsOf, required, ropeOf };
 export type { ArchitectureFacts };
 
 /** Every architecture family sphana supports: an explicit index, no self-registration. */
-export const FAMILIES: readonly ArchitectureFamily[] = [llama, gemma, gemma2, qwen2, qwen3, mistral];
+export const FAMILIES: readonly ArchitectureFamily[] = [llama, gemma, gemma2, qwen2, qwen3, mistral, gemma3, phi3];
 
 export const PRESETS: readonly Preset[] = FAMILIES.flatMap((f) => f.presets);
 

@@ -63,6 +63,8 @@ test('parameter counts are the published ones', () => {
   const published: Record<string, number> = {
     'llama-3.2-1b': 1_235_814_400, 'smollm2-135m': 134_515_008, 'gemma-2b': 2_506_172_416, 'gemma-2-2b': 2_614_341_888,
     'qwen2.5-0.5b': 494_032_768,
+    // keras-hub's gemma3_270m, gemma3_1b and phi3_mini_4k_instruct_en presets (llama.cpp's n_params agrees for the 270m).
+    'gemma-3-270m': 268_098_176, 'gemma-3-1b': 999_885_952, 'phi-3-mini-4k': 3_821_079_552,
     // Qwen3-0.6B's model card: 0.6B parameters, 0.44B of them outside the (tied) embedding.
     'qwen3-0.6b': 596_049_920,
     'mistral-7b': 7_241_732_096,
@@ -87,6 +89,16 @@ test('the facts state each family\'s traits', () => {
   assert.equal(g2.layerTypes.length, 26);
   assert.deepEqual(g2.layerTypes.slice(0, 3), ['sliding_attention', 'full_attention', 'sliding_attention']);
   assert.deepEqual([g2.attnLogitSoftcapping, g2.finalLogitSoftcapping], [50, 30]);
+  for (const name of ['gemma-3-270m', 'gemma-3-1b']) {
+    const g3 = facts(name);
+    assert.deepEqual([g3.normOffset, g3.qkNorm, g3.layerNorms, g3.slidingWindow, g3.headDim, g3.tiedEmbeddings], [1, true, 4, 512, 256, true], name);
+    assert.equal(g3.layerTypes.filter((t) => t === 'full_attention').length, g3.layerTypes.length / 6 | 0, `${name}: five sliding layers to one global`);
+    assert.deepEqual(g3.layerTypes.slice(0, 6), [...Array(5).fill('sliding_attention'), 'full_attention']);
+    assert.deepEqual(g3.rope, { sliding_attention: { theta: 10_000, scaling: null }, full_attention: { theta: 1_000_000, scaling: null } });
+  }
+  const phi = facts('phi-3-mini-4k');
+  assert.deepEqual([phi.fusedQkv, phi.fusedGateUp, phi.slidingWindow, phi.tiedEmbeddings, phi.normOffset], [true, true, 2047, false, 0]);
+  assert.ok(phi.layerTypes.every((t) => t === 'sliding_attention'));
   const q3 = facts('qwen3-0.6b');
   assert.deepEqual([q3.qkNorm, q3.attentionBias, q3.headDim, q3.tiedEmbeddings, q3.slidingWindow], [true, 'none', 128, true, null]);
   // Without head_dim in config.json, Qwen3 still has 128 (transformers' default), not hidden / heads.
