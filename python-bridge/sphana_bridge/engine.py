@@ -75,6 +75,11 @@ class EngineOptions:
     gated_bits: int | None = None  # int4: bits of those down projections (8 = mixed precision)
     symmetric: bool = False  # int4 body blocks: symmetric (no zero points) or asymmetric
     algorithm: str = "rtn"  # int4 body: "rtn" (onnxruntime's block quantizer) | "hqq"
+    # weight-only: SmoothQuant-style activation equalization folded into the float graph
+    # before quantizing (see equalize.py): alpha, and the calibration token ids it measures on
+    equalize_alpha: float | None = None
+    calibration_ids: list[list[int]] | None = None
+    calibration_threads: int = 0
 
     @property
     def weight_only(self) -> bool:
@@ -105,6 +110,7 @@ class EngineResult:
     embedding: dict | None = None
     quantized_weights: int = 0
     head: dict | None = None
+    equalized: dict | None = None
 
 
 class _Names:
@@ -336,6 +342,11 @@ class Engine:
         self.quantized_weights = 0
         self.head_summary: dict | None = None
         self.emb_block = opts.block_size
+        # equalization (weight name -> row multipliers / column divisors; 1-D constant -> divisor)
+        self.row_scale: dict[str, np.ndarray] = {}
+        self.col_scale: dict[str, np.ndarray] = {}
+        self.gamma_div: dict[str, np.ndarray] = {}
+        self.equalized: dict | None = None
         if self.opts.precision not in ("int8", "int4"):
             raise QuantizationError(f"unknown precision {self.opts.precision}")
         if self.opts.embedding_bits not in (8, 4):
@@ -510,12 +521,25 @@ class Engine:
         produced = {o for n in new_nodes for o in n.output} | {v.name for v in g.input}
         g.value_info.extend(v for v in src.graph.value_info if v.name in produced)
 
-        copy_jobs = [Job(names=[t.name], cost=tensor_nbytes(t), copy_of=t, label=t.name) for t in kept_inits]
+        copy_jobs = [
+            self._scaled_constant_job(t) if t.name in self.gamma_div
+            else Job(names=[t.name], cost=tensor_nbytes(t), copy_of=t, label=t.name)
+            for t in kept_inits
+        ]
         # order: originals first (as in the source), then the new tensors
         self.jobs = copy_jobs + self.jobs
         for t in self.new_inits_small:
             self.jobs.append(Job(names=[t.name], cost=0, copy_of=t, label=t.name))
         return model
+
+    def _scaled_constant_job(self, t: TensorProto) -> Job:
+        """A 1-D constant (a norm weight) divided by its equalization scales."""
+        s = self.gamma_div[t.name]
+
+        def fn():
+            return {t.name: (self.reader.read_array(t).astype(np.float32) / s).astype(np.float32)}
+
+        return Job(names=[t.name], cost=tensor_nbytes(t), fn=fn, label=t.name)
 
     # ---- weight-only (MatMulNBits) ---------------------------------------------------
 
@@ -635,6 +659,8 @@ class Engine:
             plan_w[n.output[0]] = (wt[0], wt[1])
             if wt[2] is not None:
                 drop_nodes.add(id(wt[2]))
+        if opts.equalize_alpha is not None:
+            self._plan_equalization(plan_w, heads)
 
         for n in src.graph.node:
             if id(n) in drop_nodes:
@@ -692,15 +718,19 @@ class Engine:
         z = self.names.fresh(w + "_zero_points") if not symmetric or algorithm == "hqq" else ""
         rows, cols = int(t.dims[0]), int(t.dims[1])
 
+        if transposed and (w in self.row_scale or w in self.col_scale):
+            raise QuantizationError(f"internal: equalization planned for the transposed weight {w!r}")
+
         def fn():
             if algorithm == "hqq":
-                w_kn = self.reader.read_array(t).astype(np.float32, copy=False)
+                (_r0, _r1, w_kn), = self._equalized_rows(w, iter([(0, rows, self.reader.read_array(t))]))
                 pk, sc, zp = quantize_hqq(w_kn.T if transposed else w_kn, bs, bits)
             elif transposed:  # t is [N, K]
                 pk, sc, zp = quantize_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (rows, cols), bs, bits, symmetric)
             else:
                 pk, sc, zp = quantize_blocks_chunks(
-                    self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs), (rows, cols), bs, bits, symmetric
+                    self._equalized_rows(w, self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs)),
+                    (rows, cols), bs, bits, symmetric,
                 )
             out = {q: pk, s: sc}
             if z:
@@ -709,6 +739,64 @@ class Engine:
 
         self.jobs.append(Job(names=[q, s] + ([z] if z else []), cost=tensor_nbytes(t), fn=fn, label=w))
         return (q, s, z) if z else (q, s)
+
+    def _equalized_rows(self, w: str, chunks):
+        """K-row chunks of the [K, N] weight ``w`` with its equalization applied (rows times s,
+        columns divided by the next group's s); unchanged when ``w`` has none."""
+        rs, cs = self.row_scale.get(w), self.col_scale.get(w)
+        for r0, r1, rows in chunks:
+            if rs is None and cs is None:
+                yield r0, r1, rows
+                continue
+            rows = np.array(rows, dtype=np.float32, copy=True)
+            if rs is not None:
+                rows *= rs[r0:r1, None]
+            if cs is not None:
+                rows /= cs[None, :]
+            yield r0, r1, rows
+
+    def _plan_equalization(self, plan_w: dict[str, tuple[str, bool]], heads: set[str]) -> None:
+        """Measure the activations of every equalization group on the calibration ids and
+        record the scales the weight and constant jobs apply (equalize.py)."""
+        from sphana_bridge import equalize
+
+        opts = self.opts
+        if not opts.calibration_ids:
+            raise QuantizationError("equalization needs calibration token ids")
+        groups = equalize.find_groups(self.gi, plan_w, heads)
+        if not groups:
+            self.notes.append("equalization: no MatMul input with a foldable producer; nothing equalized")
+            self.equalized = {"alpha": opts.equalize_alpha, "groups": 0, "matmuls": 0}
+            return
+        self.progress("calibrate", None, f"activation ranges of {len(groups)} MatMul inputs on "
+                      f"{sum(map(len, opts.calibration_ids))} calibration tokens")
+        amax = equalize.activation_amax(self.src, self.scanned.base_dir, [g.activation for g in groups],
+                                        opts.calibration_ids, opts.calibration_threads)
+        spans = []
+        for g in groups:
+            wmax = None
+            for w in g.weights:
+                t = self.gi.inits[w]
+                rmax = np.concatenate([np.abs(c).max(axis=1) for _r0, _r1, c in self.reader.iter_rows(t, ROW_CHUNK_BYTES)])
+                wmax = rmax if wmax is None else np.maximum(wmax, rmax)
+            s = equalize.smoothing_scales(amax[g.activation], wmax, opts.equalize_alpha)
+            for w in g.weights:
+                self.row_scale[w] = s
+            if g.gamma is not None:
+                self.gamma_div[g.gamma] = s
+            else:
+                self.col_scale[g.columns_of] = s
+            spans.append((float(s.min()), float(s.max())))
+        matmuls = sum(len(g.weights) for g in groups)
+        self.equalized = {"alpha": opts.equalize_alpha, "groups": len(groups), "matmuls": matmuls,
+                          "calibrationTokens": sum(map(len, opts.calibration_ids)),
+                          "scaleRange": [min(a for a, _ in spans), max(b for _, b in spans)]}
+        self.notes.append(
+            f"equalization (SmoothQuant-style, alpha {opts.equalize_alpha}): {matmuls} MatMuls in {len(groups)} groups, "
+            f"scales folded into {sum(1 for g in groups if g.gamma)} norm weights and "
+            f"{sum(1 for g in groups if g.columns_of)} producing projections, measured on "
+            f"{self.equalized['calibrationTokens']} calibration tokens"
+        )
 
     def _plan_block_embedding_job(self, emb: graphutil.EmbeddingInfo) -> tuple[str, str, str]:
         """The token table as symmetric blocks along hidden: [V, kb, bs*bits/8] uint8, read by
@@ -908,6 +996,7 @@ class Engine:
             embedding=self.embedding_summary,
             quantized_weights=self.quantized_weights,
             head=self.head_summary,
+            equalized=self.equalized,
         )
 
     def _emit_array(self, name: str, arr: np.ndarray, writer: DataFileWriter) -> TensorProto:
