@@ -151,6 +151,24 @@ def _opset(model: onnx.ModelProto) -> int:
     return 0
 
 
+def _embedding_node_maps(
+    emb: graphutil.EmbeddingInfo | None,
+) -> tuple[dict[str, onnx.NodeProto], set[int], dict[str, onnx.NodeProto]]:
+    """The nodes the embedding rewrite replaces, by output: the tied head MatMuls, the ids of
+    the Transposes feeding them (dropped), and the token Gathers."""
+    tied: dict[str, onnx.NodeProto] = {}
+    drop: set[int] = set()
+    gathers: dict[str, onnx.NodeProto] = {}
+    if emb is not None:
+        for mm, tr in emb.tied_heads:
+            tied[mm.output[0]] = mm
+            if tr is not None:
+                drop.add(id(tr))
+        for g in emb.gathers:
+            gathers[g.output[0]] = g
+    return tied, drop, gathers
+
+
 def _row_chunks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
     step = max(1, ROW_CHUNK_BYTES // max(1, row_bytes))
     return [(r, min(rows, r + step)) for r in range(0, rows, step)]
@@ -206,15 +224,29 @@ def quantize_int8_ort_chunks(
 _BLOCK_KERNELS = {4: "quantize_matmul_4bits", 8: "quantize_matmul_8bits"}
 
 
+def _block_kernel(w_kn: np.ndarray, block_size: int, bits: int, symmetric: bool):
+    """One call of onnxruntime's C++ block quantizer on a [K, N] weight: packed [N, kb,
+    bs*bits/8] uint8, scales [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8."""
+    from onnxruntime.capi import _pybind_state
+
+    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
+    per = 8 // bits
+    w = np.ascontiguousarray(w_kn, dtype=np.float32)
+    K, N = w.shape
+    kb = (K + block_size - 1) // block_size
+    pk = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
+    sc = np.zeros((N, kb), dtype=np.float32)
+    zp = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
+    kernel(pk, w, sc, zp, block_size, N, K, symmetric)
+    return pk, sc, zp
+
+
 def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits: int, symmetric: bool):
     """Block-wise ``bits`` along K for a [K, N] weight in MatMulNBits layout, with ORT's C++
     kernel (the one MatMulNBitsQuantizer uses), from K-row chunks starting at multiples of
     2 * block_size (blocks are independent; two 4-bit zero points share a byte), so the bytes
     equal one call on the whole matrix. Returns packed [N, kb, bs*bits/8] uint8, scales
     [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8 (unused when symmetric)."""
-    from onnxruntime.capi import _pybind_state
-
-    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
     per = 8 // bits
     K, N = shape
     kb = (K + block_size - 1) // block_size
@@ -228,12 +260,7 @@ def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits
         k = r1 - r0
         ckb = (k + block_size - 1) // block_size
         b0 = r0 // block_size
-        wc = np.ascontiguousarray(rows, dtype=np.float32)  # [k, N]
-        pk = np.zeros((N, ckb, blob), dtype=np.uint8)
-        sc = np.zeros((N, ckb), dtype=np.float32)
-        zp = np.zeros((N, (ckb + per - 1) // per), dtype=np.uint8)
-        kernel(pk, wc, sc, zp, block_size, N, k, symmetric)
-        del wc
+        pk, sc, zp = _block_kernel(rows, block_size, bits, symmetric)  # rows: [k, N]
         packed[:, b0 : b0 + ckb] = pk
         scales[:, b0 : b0 + ckb] = sc
         zps[:, b0 // per : b0 // per + zp.shape[1]] = zp
@@ -244,9 +271,6 @@ def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: 
     """The same layout for a weight stored TRANSPOSED, [N, K] (a tied head's embedding table,
     a Transpose-fed MatMul), delivered as N-row chunks: each chunk is the MatMulNBits weight
     of N columns, so it is quantized on its own and the bytes equal one call on W = T^T."""
-    from onnxruntime.capi import _pybind_state
-
-    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
     per = 8 // bits
     N, K = shape
     kb = (K + block_size - 1) // block_size
@@ -255,14 +279,7 @@ def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: 
     scales = np.zeros((N, kb), dtype=np.float32)
     zps = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
     for c0, c1, big in chunks:
-        w = np.ascontiguousarray(big.T, dtype=np.float32)  # [K, n]
-        n = c1 - c0
-        pk = np.zeros((n, kb, blob), dtype=np.uint8)
-        sc = np.zeros((n, kb), dtype=np.float32)
-        zp = np.zeros((n, (kb + per - 1) // per), dtype=np.uint8)
-        kernel(pk, w, sc, zp, block_size, n, K, symmetric)
-        packed[c0:c1], scales[c0:c1], zps[c0:c1] = pk, sc, zp
-        del w
+        packed[c0:c1], scales[c0:c1], zps[c0:c1] = _block_kernel(big.T, block_size, bits, symmetric)  # [K, n]
     return packed, scales, zps
 
 
@@ -423,16 +440,7 @@ class Engine:
             targets[n.output[0]] = n
             weight_of[n.output[0]] = w
 
-        tied_nodes: dict[str, onnx.NodeProto] = {}
-        drop_nodes: set[int] = set()
-        gather_nodes: dict[str, onnx.NodeProto] = {}
-        if emb is not None:
-            for mm, tr in emb.tied_heads:
-                tied_nodes[mm.output[0]] = mm
-                if tr is not None:
-                    drop_nodes.add(id(tr))
-            for g in emb.gathers:
-                gather_nodes[g.output[0]] = g
+        tied_nodes, drop_nodes, gather_nodes = _embedding_node_maps(emb)
 
         new_nodes: list[onnx.NodeProto] = []
         dql: dict[str, tuple[str, str, str]] = {}  # activation -> (q, scale, zp)
@@ -608,16 +616,8 @@ class Engine:
         body_bits = opts.body_bits
         head_bits = opts.head_bits or 8  # the LM head stays at 8 bits unless asked (int4: mixed precision)
         head_level = opts.accuracy_level if opts.head_accuracy_level is None else opts.head_accuracy_level
-        tied_nodes: dict[str, onnx.NodeProto] = {}
-        drop_nodes: set[int] = set()
-        gather_nodes: dict[str, onnx.NodeProto] = {}
+        tied_nodes, drop_nodes, gather_nodes = _embedding_node_maps(emb)
         if emb is not None:
-            for mm, tr in emb.tied_heads:
-                tied_nodes[mm.output[0]] = mm
-                if tr is not None:
-                    drop_nodes.add(id(tr))
-            for g in emb.gathers:
-                gather_nodes[g.output[0]] = g
             # a MatMul on the embedding table's transpose is the LM head, whatever follows it
             # (Gemma 2's soft-capping puts Div/Tanh/Mul between it and the logits)
             heads |= set(tied_nodes)
