@@ -17,7 +17,8 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 interface Variant { name: string; precision: 'int8' | 'int4'; request: Record<string, unknown>; speed: boolean }
 
 export const INT8_VARIANTS: Variant[] = [
-  { name: 'int8 weight-only, level 4 (ladder rung 1)', precision: 'int8', request: { accuracyLevel: 4 }, speed: true },
+  { name: 'int8 weight-only, level 4, equalized alpha 0.5 (ladder rung 1, default)', precision: 'int8', request: { accuracyLevel: 4, equalize: 0.5 }, speed: true },
+  { name: 'int8 weight-only, level 4 (rung 1 without a real tokenizer)', precision: 'int8', request: { accuracyLevel: 4 }, speed: true },
   { name: 'int8 weight-only, level 4, head + gated down-proj level 0 (rung 2)', precision: 'int8', request: { accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 }, speed: true },
   { name: 'int8 weight-only, level 4, head level 0', precision: 'int8', request: { accuracyLevel: 4, headAccuracyLevel: 0 }, speed: true },
   { name: 'int8 weight-only, level 0 (rung 3)', precision: 'int8', request: { accuracyLevel: 0 }, speed: true },
@@ -47,10 +48,21 @@ function corpusJson(out: string): void {
   writeFileSync(out, text);
 }
 
+/** The equalization's calibration text (src/quality/calibration.ts) through the model's tokenizer, as the quantize gate sends it. */
+function calibrationIds(tokenizerDir: string): number[][] | null {
+  const ids = join(root, 'dist/src/quality/corpus-ids.js');
+  const cal = join(root, 'dist/src/quality/calibration.js');
+  if (!existsSync(ids) || !existsSync(cal)) return null;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import { segmentIdsFromDir } from ${JSON.stringify(ids)}; import { CALIBRATION } from ${JSON.stringify(cal)}; process.stdout.write(JSON.stringify(segmentIdsFromDir({ dir: ${JSON.stringify(tokenizerDir)}, synthetic: false }, 1 << 30, CALIBRATION)));`], { encoding: 'utf8' });
+  return r.status === 0 ? JSON.parse(r.stdout) as number[][] | null : null;
+}
+
+let calibration: number[][] | null = null;
+
 function quantize(python: string, input: string, output: string, v: Variant): { seconds: number; ok: boolean; message?: string } {
   mkdirSync(dirname(output), { recursive: true });
   const { strategy, ...rest } = v.request as { strategy?: string };
-  const request = { input, output, strategy: strategy ?? 'direct', precision: v.precision, ...rest };
+  const request = { input, output, strategy: strategy ?? 'direct', precision: v.precision, ...rest, ...('equalize' in rest && calibration ? { calibrationIds: calibration } : {}) };
   const r = spawnSync(python, ['-m', 'sphana_bridge', 'quantize', '--request', JSON.stringify(request)], {
     encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(root, 'python-bridge') }, maxBuffer: 1 << 26,
   });
@@ -73,6 +85,7 @@ export async function benchInt8(cache: string, python: string): Promise<string[]
   mkdirSync(dir, { recursive: true });
   const corpus = join(dir, 'corpus.json');
   corpusJson(corpus);
+  calibration = calibrationIds(dirname(tokenizer));
   const rows: string[] = [
     'SmolLM2-135M-Instruct, real weights, fp32 export from `sphana export`. Quality: the real-text corpus (prose, code, numbers,',
     'European and CJK/Cyrillic text, dialogue) through the artifact\'s tokenizer, teacher-forced, every position vs fp32.',
@@ -108,7 +121,7 @@ export async function benchInt8(cache: string, python: string): Promise<string[]
   if (def) {
     const miss = (ok: boolean, what: string, by: string) => `- ${ok ? 'met' : 'MISSED'}: ${what}${ok ? '' : ` (${by})`}`;
     const best4 = Math.max(0, ...results.filter((r) => r.v.precision === 'int4' && r.row).map((r) => r.row!.top1));
-    rows.push('## Targets (default INT8 = rung 1, weight-only level 4)', '',
+    rows.push('## Targets (default INT8 = rung 1, weight-only level 4 equalized)', '',
       miss(def.top1 >= TARGETS.top1, `top-1 ${def.top1.toFixed(3)} ≥ ${TARGETS.top1}`, `short by ${(TARGETS.top1 - def.top1).toFixed(3)}`),
       miss(def.kl <= TARGETS.kl, `KL ${def.kl.toFixed(4)} ≤ ${TARGETS.kl}`, `over by ${(def.kl - TARGETS.kl).toFixed(4)}`),
       miss((def.ratio ?? 0) >= TARGETS.speedup, `decode ${def.ratio?.toFixed(2)}× fp32 ≥ ${TARGETS.speedup}×`, `short by ${(TARGETS.speedup - (def.ratio ?? 0)).toFixed(2)}×`),

@@ -89,29 +89,30 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--no-quality", action="store_true", help="speed only (skip the corpus)")
     ap.add_argument("candidates", nargs="+")
     a = ap.parse_args()
     tok = Tokenizer.from_file(a.tokenizer)
     with open(a.corpus, encoding="utf-8") as f:
         segments = [tok.encode(t).ids for t in json.load(f)]
-    ref = corpus_logits(a.ref, segments, a.threads).astype(np.float64)
-    lr = log_softmax(ref)
-    pr = np.exp(lr)
-    top3 = np.argsort(-ref, -1)[:, :3]
     prompt = segments[0][:16]
-    print(json.dumps({"model": a.ref, "positions": int(ref.shape[0]), "bytes": file_bytes(a.ref)}), flush=True)
+    if not a.no_quality:
+        ref = corpus_logits(a.ref, segments, a.threads).astype(np.float64)
+        lr = log_softmax(ref)
+        pr = np.exp(lr)
+        top3 = np.argsort(-ref, -1)[:, :3]
+        print(json.dumps({"model": a.ref, "positions": int(ref.shape[0]), "bytes": file_bytes(a.ref)}), flush=True)
     for c in a.candidates:
-        cand = corpus_logits(c, segments, a.threads).astype(np.float64)
-        lc = log_softmax(cand)
-        row = {
-            "model": c,
-            "positions": int(ref.shape[0]),
-            "bytes": file_bytes(c),
-            "fp32Bytes": file_bytes(a.ref),
-            "top1": float((ref.argmax(-1) == cand.argmax(-1)).mean()),
-            "kl": float((pr * (lr - lc)).sum(-1).mean()),
-            "top1InFp32Top3": float(np.mean([cand[i].argmax() in top3[i] for i in range(len(cand))])),
-        }
+        row = {"model": c, "bytes": file_bytes(c), "fp32Bytes": file_bytes(a.ref)}
+        if not a.no_quality:
+            cand = corpus_logits(c, segments, a.threads).astype(np.float64)
+            lc = log_softmax(cand)
+            row.update(
+                positions=int(ref.shape[0]),
+                top1=float((ref.argmax(-1) == cand.argmax(-1)).mean()),
+                kl=float((pr * (lr - lc)).sum(-1).mean()),
+                top1InFp32Top3=float(np.mean([cand[i].argmax() in top3[i] for i in range(len(cand))])),
+            )
         if not a.no_speed:
             fp, cd = [], []
             for _ in range(a.reps):  # alternated, so both see the same machine load

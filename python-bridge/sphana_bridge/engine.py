@@ -75,6 +75,11 @@ class EngineOptions:
     gated_bits: int | None = None  # int4: bits of those down projections (8 = mixed precision)
     symmetric: bool = False  # int4 body blocks: symmetric (no zero points) or asymmetric
     algorithm: str = "rtn"  # int4 body: "rtn" (onnxruntime's block quantizer) | "hqq"
+    # weight-only: SmoothQuant-style activation equalization folded into the float graph
+    # before quantizing (see equalize.py): alpha, and the calibration token ids it measures on
+    equalize_alpha: float | None = None
+    calibration_ids: list[list[int]] | None = None
+    calibration_threads: int = 0
 
     @property
     def weight_only(self) -> bool:
@@ -105,6 +110,7 @@ class EngineResult:
     embedding: dict | None = None
     quantized_weights: int = 0
     head: dict | None = None
+    equalized: dict | None = None
 
 
 class _Names:
@@ -143,6 +149,24 @@ def _opset(model: onnx.ModelProto) -> int:
         if o.domain in ("", "ai.onnx"):
             return o.version
     return 0
+
+
+def _embedding_node_maps(
+    emb: graphutil.EmbeddingInfo | None,
+) -> tuple[dict[str, onnx.NodeProto], set[int], dict[str, onnx.NodeProto]]:
+    """The nodes the embedding rewrite replaces, by output: the tied head MatMuls, the ids of
+    the Transposes feeding them (dropped), and the token Gathers."""
+    tied: dict[str, onnx.NodeProto] = {}
+    drop: set[int] = set()
+    gathers: dict[str, onnx.NodeProto] = {}
+    if emb is not None:
+        for mm, tr in emb.tied_heads:
+            tied[mm.output[0]] = mm
+            if tr is not None:
+                drop.add(id(tr))
+        for g in emb.gathers:
+            gathers[g.output[0]] = g
+    return tied, drop, gathers
 
 
 def _row_chunks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
@@ -200,15 +224,29 @@ def quantize_int8_ort_chunks(
 _BLOCK_KERNELS = {4: "quantize_matmul_4bits", 8: "quantize_matmul_8bits"}
 
 
+def _block_kernel(w_kn: np.ndarray, block_size: int, bits: int, symmetric: bool):
+    """One call of onnxruntime's C++ block quantizer on a [K, N] weight: packed [N, kb,
+    bs*bits/8] uint8, scales [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8."""
+    from onnxruntime.capi import _pybind_state
+
+    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
+    per = 8 // bits
+    w = np.ascontiguousarray(w_kn, dtype=np.float32)
+    K, N = w.shape
+    kb = (K + block_size - 1) // block_size
+    pk = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
+    sc = np.zeros((N, kb), dtype=np.float32)
+    zp = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
+    kernel(pk, w, sc, zp, block_size, N, K, symmetric)
+    return pk, sc, zp
+
+
 def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits: int, symmetric: bool):
     """Block-wise ``bits`` along K for a [K, N] weight in MatMulNBits layout, with ORT's C++
     kernel (the one MatMulNBitsQuantizer uses), from K-row chunks starting at multiples of
     2 * block_size (blocks are independent; two 4-bit zero points share a byte), so the bytes
     equal one call on the whole matrix. Returns packed [N, kb, bs*bits/8] uint8, scales
     [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8 (unused when symmetric)."""
-    from onnxruntime.capi import _pybind_state
-
-    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
     per = 8 // bits
     K, N = shape
     kb = (K + block_size - 1) // block_size
@@ -222,12 +260,7 @@ def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits
         k = r1 - r0
         ckb = (k + block_size - 1) // block_size
         b0 = r0 // block_size
-        wc = np.ascontiguousarray(rows, dtype=np.float32)  # [k, N]
-        pk = np.zeros((N, ckb, blob), dtype=np.uint8)
-        sc = np.zeros((N, ckb), dtype=np.float32)
-        zp = np.zeros((N, (ckb + per - 1) // per), dtype=np.uint8)
-        kernel(pk, wc, sc, zp, block_size, N, k, symmetric)
-        del wc
+        pk, sc, zp = _block_kernel(rows, block_size, bits, symmetric)  # rows: [k, N]
         packed[:, b0 : b0 + ckb] = pk
         scales[:, b0 : b0 + ckb] = sc
         zps[:, b0 // per : b0 // per + zp.shape[1]] = zp
@@ -238,9 +271,6 @@ def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: 
     """The same layout for a weight stored TRANSPOSED, [N, K] (a tied head's embedding table,
     a Transpose-fed MatMul), delivered as N-row chunks: each chunk is the MatMulNBits weight
     of N columns, so it is quantized on its own and the bytes equal one call on W = T^T."""
-    from onnxruntime.capi import _pybind_state
-
-    kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
     per = 8 // bits
     N, K = shape
     kb = (K + block_size - 1) // block_size
@@ -249,14 +279,7 @@ def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: 
     scales = np.zeros((N, kb), dtype=np.float32)
     zps = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
     for c0, c1, big in chunks:
-        w = np.ascontiguousarray(big.T, dtype=np.float32)  # [K, n]
-        n = c1 - c0
-        pk = np.zeros((n, kb, blob), dtype=np.uint8)
-        sc = np.zeros((n, kb), dtype=np.float32)
-        zp = np.zeros((n, (kb + per - 1) // per), dtype=np.uint8)
-        kernel(pk, w, sc, zp, block_size, n, K, symmetric)
-        packed[c0:c1], scales[c0:c1], zps[c0:c1] = pk, sc, zp
-        del w
+        packed[c0:c1], scales[c0:c1], zps[c0:c1] = _block_kernel(big.T, block_size, bits, symmetric)  # [K, n]
     return packed, scales, zps
 
 
@@ -336,6 +359,11 @@ class Engine:
         self.quantized_weights = 0
         self.head_summary: dict | None = None
         self.emb_block = opts.block_size
+        # equalization (weight name -> row multipliers / column divisors; 1-D constant -> divisor)
+        self.row_scale: dict[str, np.ndarray] = {}
+        self.col_scale: dict[str, np.ndarray] = {}
+        self.gamma_div: dict[str, np.ndarray] = {}
+        self.equalized: dict | None = None
         if self.opts.precision not in ("int8", "int4"):
             raise QuantizationError(f"unknown precision {self.opts.precision}")
         if self.opts.embedding_bits not in (8, 4):
@@ -412,16 +440,7 @@ class Engine:
             targets[n.output[0]] = n
             weight_of[n.output[0]] = w
 
-        tied_nodes: dict[str, onnx.NodeProto] = {}
-        drop_nodes: set[int] = set()
-        gather_nodes: dict[str, onnx.NodeProto] = {}
-        if emb is not None:
-            for mm, tr in emb.tied_heads:
-                tied_nodes[mm.output[0]] = mm
-                if tr is not None:
-                    drop_nodes.add(id(tr))
-            for g in emb.gathers:
-                gather_nodes[g.output[0]] = g
+        tied_nodes, drop_nodes, gather_nodes = _embedding_node_maps(emb)
 
         new_nodes: list[onnx.NodeProto] = []
         dql: dict[str, tuple[str, str, str]] = {}  # activation -> (q, scale, zp)
@@ -510,12 +529,25 @@ class Engine:
         produced = {o for n in new_nodes for o in n.output} | {v.name for v in g.input}
         g.value_info.extend(v for v in src.graph.value_info if v.name in produced)
 
-        copy_jobs = [Job(names=[t.name], cost=tensor_nbytes(t), copy_of=t, label=t.name) for t in kept_inits]
+        copy_jobs = [
+            self._scaled_constant_job(t) if t.name in self.gamma_div
+            else Job(names=[t.name], cost=tensor_nbytes(t), copy_of=t, label=t.name)
+            for t in kept_inits
+        ]
         # order: originals first (as in the source), then the new tensors
         self.jobs = copy_jobs + self.jobs
         for t in self.new_inits_small:
             self.jobs.append(Job(names=[t.name], cost=0, copy_of=t, label=t.name))
         return model
+
+    def _scaled_constant_job(self, t: TensorProto) -> Job:
+        """A 1-D constant (a norm weight) divided by its equalization scales."""
+        s = self.gamma_div[t.name]
+
+        def fn():
+            return {t.name: (self.reader.read_array(t).astype(np.float32) / s).astype(np.float32)}
+
+        return Job(names=[t.name], cost=tensor_nbytes(t), fn=fn, label=t.name)
 
     # ---- weight-only (MatMulNBits) ---------------------------------------------------
 
@@ -584,16 +616,8 @@ class Engine:
         body_bits = opts.body_bits
         head_bits = opts.head_bits or 8  # the LM head stays at 8 bits unless asked (int4: mixed precision)
         head_level = opts.accuracy_level if opts.head_accuracy_level is None else opts.head_accuracy_level
-        tied_nodes: dict[str, onnx.NodeProto] = {}
-        drop_nodes: set[int] = set()
-        gather_nodes: dict[str, onnx.NodeProto] = {}
+        tied_nodes, drop_nodes, gather_nodes = _embedding_node_maps(emb)
         if emb is not None:
-            for mm, tr in emb.tied_heads:
-                tied_nodes[mm.output[0]] = mm
-                if tr is not None:
-                    drop_nodes.add(id(tr))
-            for g in emb.gathers:
-                gather_nodes[g.output[0]] = g
             # a MatMul on the embedding table's transpose is the LM head, whatever follows it
             # (Gemma 2's soft-capping puts Div/Tanh/Mul between it and the logits)
             heads |= set(tied_nodes)
@@ -635,6 +659,8 @@ class Engine:
             plan_w[n.output[0]] = (wt[0], wt[1])
             if wt[2] is not None:
                 drop_nodes.add(id(wt[2]))
+        if opts.equalize_alpha is not None:
+            self._plan_equalization(plan_w, heads)
 
         for n in src.graph.node:
             if id(n) in drop_nodes:
@@ -692,15 +718,19 @@ class Engine:
         z = self.names.fresh(w + "_zero_points") if not symmetric or algorithm == "hqq" else ""
         rows, cols = int(t.dims[0]), int(t.dims[1])
 
+        if transposed and (w in self.row_scale or w in self.col_scale):
+            raise QuantizationError(f"internal: equalization planned for the transposed weight {w!r}")
+
         def fn():
             if algorithm == "hqq":
-                w_kn = self.reader.read_array(t).astype(np.float32, copy=False)
+                (_r0, _r1, w_kn), = self._equalized_rows(w, iter([(0, rows, self.reader.read_array(t))]))
                 pk, sc, zp = quantize_hqq(w_kn.T if transposed else w_kn, bs, bits)
             elif transposed:  # t is [N, K]
                 pk, sc, zp = quantize_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (rows, cols), bs, bits, symmetric)
             else:
                 pk, sc, zp = quantize_blocks_chunks(
-                    self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs), (rows, cols), bs, bits, symmetric
+                    self._equalized_rows(w, self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs)),
+                    (rows, cols), bs, bits, symmetric,
                 )
             out = {q: pk, s: sc}
             if z:
@@ -709,6 +739,64 @@ class Engine:
 
         self.jobs.append(Job(names=[q, s] + ([z] if z else []), cost=tensor_nbytes(t), fn=fn, label=w))
         return (q, s, z) if z else (q, s)
+
+    def _equalized_rows(self, w: str, chunks):
+        """K-row chunks of the [K, N] weight ``w`` with its equalization applied (rows times s,
+        columns divided by the next group's s); unchanged when ``w`` has none."""
+        rs, cs = self.row_scale.get(w), self.col_scale.get(w)
+        for r0, r1, rows in chunks:
+            if rs is None and cs is None:
+                yield r0, r1, rows
+                continue
+            rows = np.array(rows, dtype=np.float32, copy=True)
+            if rs is not None:
+                rows *= rs[r0:r1, None]
+            if cs is not None:
+                rows /= cs[None, :]
+            yield r0, r1, rows
+
+    def _plan_equalization(self, plan_w: dict[str, tuple[str, bool]], heads: set[str]) -> None:
+        """Measure the activations of every equalization group on the calibration ids and
+        record the scales the weight and constant jobs apply (equalize.py)."""
+        from sphana_bridge import equalize
+
+        opts = self.opts
+        if not opts.calibration_ids:
+            raise QuantizationError("equalization needs calibration token ids")
+        groups = equalize.find_groups(self.gi, plan_w, heads)
+        if not groups:
+            self.notes.append("equalization: no MatMul input with a foldable producer; nothing equalized")
+            self.equalized = {"alpha": opts.equalize_alpha, "groups": 0, "matmuls": 0}
+            return
+        self.progress("calibrate", None, f"activation ranges of {len(groups)} MatMul inputs on "
+                      f"{sum(map(len, opts.calibration_ids))} calibration tokens")
+        amax = equalize.activation_amax(self.src, self.scanned.base_dir, [g.activation for g in groups],
+                                        opts.calibration_ids, opts.calibration_threads)
+        spans = []
+        for g in groups:
+            wmax = None
+            for w in g.weights:
+                t = self.gi.inits[w]
+                rmax = np.concatenate([np.abs(c).max(axis=1) for _r0, _r1, c in self.reader.iter_rows(t, ROW_CHUNK_BYTES)])
+                wmax = rmax if wmax is None else np.maximum(wmax, rmax)
+            s = equalize.smoothing_scales(amax[g.activation], wmax, opts.equalize_alpha)
+            for w in g.weights:
+                self.row_scale[w] = s
+            if g.gamma is not None:
+                self.gamma_div[g.gamma] = s
+            else:
+                self.col_scale[g.columns_of] = s
+            spans.append((float(s.min()), float(s.max())))
+        matmuls = sum(len(g.weights) for g in groups)
+        self.equalized = {"alpha": opts.equalize_alpha, "groups": len(groups), "matmuls": matmuls,
+                          "calibrationTokens": sum(map(len, opts.calibration_ids)),
+                          "scaleRange": [min(a for a, _ in spans), max(b for _, b in spans)]}
+        self.notes.append(
+            f"equalization (SmoothQuant-style, alpha {opts.equalize_alpha}): {matmuls} MatMuls in {len(groups)} groups, "
+            f"scales folded into {sum(1 for g in groups if g.gamma)} norm weights and "
+            f"{sum(1 for g in groups if g.columns_of)} producing projections, measured on "
+            f"{self.equalized['calibrationTokens']} calibration tokens"
+        )
 
     def _plan_block_embedding_job(self, emb: graphutil.EmbeddingInfo) -> tuple[str, str, str]:
         """The token table as symmetric blocks along hidden: [V, kb, bs*bits/8] uint8, read by
@@ -908,6 +996,7 @@ class Engine:
             embedding=self.embedding_summary,
             quantized_weights=self.quantized_weights,
             head=self.head_summary,
+            equalized=self.equalized,
         )
 
     def _emit_array(self, name: str, arr: np.ndarray, writer: DataFileWriter) -> TensorProto:

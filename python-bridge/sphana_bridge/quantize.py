@@ -45,7 +45,10 @@ ALLOWED_KEYS = {
     "headBits",
     "symmetric",
     "algorithm",
+    "equalize",
+    "calibrationIds",
 }
+MAX_CALIBRATION_TOKENS = 8192
 PROTOBUF_HARD_LIMIT = 2**31 - 1  # a serialized ModelProto can never reach 2 GiB
 
 log = logging.getLogger("sphana_bridge.quantize")
@@ -73,6 +76,8 @@ class QuantizeRequest:
     head_bits: int | None = None
     symmetric: bool = False
     algorithm: str = QUANT_DEFAULTS["algorithm"]
+    equalize: float | None = None
+    calibration_ids: list[list[int]] | None = None
 
     @property
     def weight_only(self) -> bool:
@@ -139,6 +144,22 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
     algorithm = req.get("algorithm", QUANT_DEFAULTS["algorithm"])
     if algorithm not in INT4_ALGORITHMS:
         raise BadRequest(f"algorithm must be one of {', '.join(INT4_ALGORITHMS)}", {"field": "algorithm"})
+    equalize = req.get("equalize")
+    if equalize is not None and (isinstance(equalize, bool) or not isinstance(equalize, (int, float)) or not 0 < equalize < 1):
+        raise BadRequest("equalize must be a number between 0 and 1 (the SmoothQuant alpha)", {"field": "equalize"})
+    calib = req.get("calibrationIds")
+    if calib is not None:
+        if (
+            not isinstance(calib, list) or not calib
+            or not all(isinstance(seq, list) and seq and all(_is_int(i) and i >= 0 for i in seq) for seq in calib)
+        ):
+            raise BadRequest("calibrationIds must be a non-empty list of non-empty lists of token ids", {"field": "calibrationIds"})
+        if sum(map(len, calib)) > MAX_CALIBRATION_TOKENS:
+            raise BadRequest(f"calibrationIds holds more than {MAX_CALIBRATION_TOKENS} tokens", {"field": "calibrationIds"})
+    if equalize is not None and calib is None:
+        raise BadRequest("equalize needs calibrationIds (token ids of calibration text)", {"field": "calibrationIds"})
+    if equalize is not None and req["precision"] == "int8" and scheme != "weight-only":
+        raise BadRequest("equalize applies to the weight-only schemes only", {"field": "equalize"})
     inp = os.path.abspath(req["input"])
     out = os.path.abspath(req["output"])
     if not out.endswith(".onnx"):
@@ -170,6 +191,8 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
         head_bits=head_bits,
         symmetric=symmetric,
         algorithm=algorithm,
+        equalize=None if equalize is None else float(equalize),
+        calibration_ids=calib,
     )
 
 
@@ -427,6 +450,8 @@ def _run_engine(
         head_bits=req.head_bits,
         symmetric=req.symmetric,
         algorithm=req.algorithm,
+        equalize_alpha=req.equalize,
+        calibration_ids=req.calibration_ids,
     )
     engine = Engine(scanned, opts, emitter.progress)
     emitter.progress("analyze", None, "planning graph rewrite")
@@ -481,6 +506,7 @@ def _run_engine(
         "scheme": settings["scheme"],
         "settings": settings,
         "head": result.head,
+        "equalized": result.equalized,
     }
 
 
@@ -500,6 +526,8 @@ def _settings(req: QuantizeRequest) -> dict[str, Any]:
         out["gatedAccuracyLevel"] = req.gated_accuracy_level
     if req.gated_bits is not None:
         out["gatedBits"] = req.gated_bits
+    if req.equalize is not None:
+        out["equalize"] = req.equalize
     if req.precision == "int4":
         out.update(symmetric=req.symmetric, algorithm=req.algorithm, headBits=req.head_bits or 8)
     return out

@@ -15,7 +15,7 @@ def test_every_command_reports_its_fields():
     assert sorted(keys) == sorted(COMMANDS)
     assert keys["versions"] == {"keys": [], "nested": {}}
     assert keys["gguf-to-hf"]["keys"] == ["gguf", "outDir"]
-    assert "int8Engine" in keys["quantize"]["keys"] and len(keys["quantize"]["keys"]) == 17
+    assert "int8Engine" in keys["quantize"]["keys"] and len(keys["quantize"]["keys"]) == 19
     assert keys["export"]["nested"] == {"parity": ["atol", "decodeSteps", "promptIds", "rtol"]}
 
 

@@ -62,6 +62,10 @@ export interface QuantizeRequest {
   symmetric?: boolean;
   /** int4: onnxruntime's block quantizer (rtn) or its HQQ solver. */
   algorithm?: Int4Algorithm;
+  /** weight-only: SmoothQuant-style equalization alpha (0..1), folded into the float weights before quantizing. */
+  equalize?: number;
+  /** The token ids the equalization measures activation ranges on (calibration text, never the gate's corpus). */
+  calibrationIds?: number[][];
 }
 
 export interface QuantizeResult {
@@ -376,7 +380,7 @@ export const REQUEST_FIELDS: Record<string, { keys: string[]; nested: Record<str
     keys: fields<QuantizeRequest>({
       input: true, output: true, strategy: true, precision: true, perChannel: true, protoLimitBytes: true, blockSize: true,
       int8Engine: true, int8Scheme: true, accuracyLevel: true, headAccuracyLevel: true, gatedAccuracyLevel: true, gatedBits: true,
-      headBits: true, embeddingBits: true, symmetric: true, algorithm: true,
+      headBits: true, embeddingBits: true, symmetric: true, algorithm: true, equalize: true, calibrationIds: true,
     }),
     nested: {},
   },

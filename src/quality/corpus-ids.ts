@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTokenizerFacts } from '../tokenizer/special-tokens.js';
 import { type LoadedTokenizer, loadTokenizerFiles } from '../verify/tokenizer-load.js';
-import { CORPUS, CORPUS_VERSION } from './corpus.js';
+import { CORPUS, CORPUS_VERSION, type CorpusSegment } from './corpus.js';
 
 /** The token ids a quality measurement feeds, and where they came from. */
 export interface QualityText {
@@ -34,16 +34,21 @@ export function qualityText(tokenizer: LoadedTokenizer | null, options: { vocab:
   const synthetic = (why: string): QualityText => ({ source: 'synthetic', corpusVersion: CORPUS_VERSION, sequences: syntheticSequences(options.vocab), why });
   if (options.synthetic) return synthetic('the tokenizer is synthetic');
   if (!tokenizer) return synthetic('no tokenizer');
+  const sequences = encodeSegments(tokenizer, CORPUS, options);
+  if (!sequences) return synthetic(`the tokenizer cannot encode for this model (ids outside its ${options.vocab} logits)`);
+  return { source: 'corpus', corpusVersion: CORPUS_VERSION, sequences };
+}
+
+/** Each segment through the tokenizer (BOS first when given); null when an id falls outside `vocab`. */
+function encodeSegments(tokenizer: LoadedTokenizer, segments: readonly CorpusSegment[], options: { vocab: number; bos: number | null }): number[][] | null {
   const sequences: number[][] = [];
-  for (const segment of CORPUS) {
+  for (const segment of segments) {
     let ids = tokenizer.encode(segment.text);
     if (options.bos !== null && ids[0] !== options.bos) ids = [options.bos, ...ids];
-    if (ids.length < 2 || !ids.every((id) => Number.isInteger(id) && id >= 0 && id < options.vocab)) {
-      return synthetic(`the tokenizer cannot encode for this model (ids outside its ${options.vocab} logits)`);
-    }
+    if (ids.length < 2 || !ids.every((id) => Number.isInteger(id) && id >= 0 && id < options.vocab)) return null;
     sequences.push(ids);
   }
-  return { source: 'corpus', corpusVersion: CORPUS_VERSION, sequences };
+  return sequences;
 }
 
 /** Where the quantize check finds a model's tokenizer: a folder with tokenizer.json (+ configs). */
@@ -53,16 +58,16 @@ export interface TokenizerSource {
   synthetic: boolean;
 }
 
-/** The corpus through the tokenizer in `source.dir` (synthetic ids when it is absent, synthetic or foreign). */
-export function qualityTextFromDir(source: TokenizerSource | null, vocab: number): QualityText {
+/** The tokenizer in `source.dir` and its BOS id, or why there is none. */
+function loadDirTokenizer(source: TokenizerSource | null): { tokenizer: LoadedTokenizer; bos: number | null } | { why: string } {
   const json = source ? join(source.dir, 'tokenizer.json') : null;
-  if (!source || !json || !existsSync(json)) return { ...qualityText(null, { vocab, bos: null, synthetic: false }), why: 'no tokenizer.json beside the model' };
+  if (!source || !json || !existsSync(json)) return { why: 'no tokenizer.json beside the model' };
   let tokenizer: LoadedTokenizer;
   try {
     const config = join(source.dir, 'tokenizer_config.json');
     tokenizer = loadTokenizerFiles(json, existsSync(config) ? config : undefined);
   } catch (error) {
-    return { ...qualityText(null, { vocab, bos: null, synthetic: false }), why: `tokenizer unreadable: ${(error as Error).message}` };
+    return { why: `tokenizer unreadable: ${(error as Error).message}` };
   }
   let bos: number | null = null;
   try {
@@ -70,5 +75,24 @@ export function qualityTextFromDir(source: TokenizerSource | null, vocab: number
   } catch {
     // No config.json beside the tokenizer: the corpus is fed without BOS.
   }
-  return qualityText(tokenizer, { vocab, bos, synthetic: source.synthetic });
+  return { tokenizer, bos };
+}
+
+/** The corpus through the tokenizer in `source.dir` (synthetic ids when it is absent, synthetic or foreign). */
+export function qualityTextFromDir(source: TokenizerSource | null, vocab: number): QualityText {
+  const loaded = loadDirTokenizer(source);
+  if ('why' in loaded) return { ...qualityText(null, { vocab, bos: null, synthetic: false }), why: loaded.why };
+  return qualityText(loaded.tokenizer, { vocab, bos: loaded.bos, synthetic: source!.synthetic });
+}
+
+/**
+ * Other text (the equalization's calibration segments) through the tokenizer in `source.dir`, BOS
+ * first; null when there is no real tokenizer for this model (absent, unreadable, synthetic, or ids
+ * outside `vocab`): synthetic weights are never calibrated.
+ */
+export function segmentIdsFromDir(source: TokenizerSource | null, vocab: number, segments: readonly CorpusSegment[]): number[][] | null {
+  if (!source || source.synthetic) return null;
+  const loaded = loadDirTokenizer(source);
+  if ('why' in loaded) return null;
+  return encodeSegments(loaded.tokenizer, segments, { vocab, bos: loaded.bos });
 }

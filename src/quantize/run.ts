@@ -10,7 +10,8 @@ import { type Int8Engine, type Int8Scheme, type QuantizePrecision, type Quantize
 import type { BridgeProgress } from '../python/bridge.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import type { Agreement } from '../runtime/metrics.js';
-import type { TokenizerSource } from '../quality/corpus-ids.js';
+import { type TokenizerSource, segmentIdsFromDir } from '../quality/corpus-ids.js';
+import { CALIBRATION } from '../quality/calibration.js';
 import type { QualityReport } from '../quality/gates.js';
 import { checkQuantizedOutput, referenceLogits } from './checks.js';
 import { type DecodeSpeed, decodeSpeed } from './speed-probe.js';
@@ -39,24 +40,40 @@ export interface Attempt {
 /** One quantization setting the gate may try: the bridge request fields it sets. */
 export interface QuantSetting {
   label: string;
-  request: Partial<Pick<QuantizeRequest, 'int8Scheme' | 'accuracyLevel' | 'headAccuracyLevel' | 'gatedAccuracyLevel' | 'headBits' | 'embeddingBits' | 'symmetric' | 'algorithm' | 'blockSize'>>;
+  request: Partial<Pick<QuantizeRequest, 'int8Scheme' | 'accuracyLevel' | 'headAccuracyLevel' | 'gatedAccuracyLevel' | 'headBits' | 'embeddingBits' | 'symmetric' | 'algorithm' | 'blockSize' | 'equalize'>>;
 }
 
 /**
- * The settings the gate tries, fastest first. INT8 weight-only: accuracy_level 4 (int8
- * activations, the only level faster than fp32 on x86 CPUs), then the MatMuls whose inputs carry
- * the largest activation outliers at level 0 (float activations): the LM head and the down
- * projections of a gated MLP (found by structure: fed by a product of two activations), then
- * every MatMul at level 0 (the most accurate, and slower than fp32: the report says so). An explicit --accuracy-level or the
- * dynamic scheme is one setting. INT4: asymmetric blocks, LM head and embedding at 8 bits.
+ * SmoothQuant's alpha for the equalized INT8 rung. Measured on the real SmolLM2-135M-Instruct
+ * (shipped corpus, 710 positions, level 4; bench/results/int8.md): alpha 0.5 top-1 0.962 / KL
+ * 0.0036, 0.75 and 0.3 worse (see there); unequalized 0.941 / 0.0067.
  */
-export function settingsLadder(precision: QuantizePrecision, o: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>): QuantSetting[] {
+export const EQUALIZE_ALPHA = 0.5;
+
+/**
+ * The settings the gate tries, fastest first. INT8 weight-only: accuracy_level 4 (int8
+ * activations, the only level faster than fp32 on x86 CPUs), first with the activation outliers
+ * equalized into the float weights (SmoothQuant-style, calibrated on CALIBRATION: same graph, same
+ * size, same speed, fewer activation-quantization errors) when the model has a real tokenizer
+ * (`calibrated`), else plain; then the MatMuls whose inputs carry the largest activation outliers
+ * at level 0 (float activations): the LM head and the down projections of a gated MLP (found by
+ * structure: fed by a product of two activations), then every MatMul at level 0 (the most
+ * accurate, and slower than fp32: the report says so). An explicit --accuracy-level or the
+ * dynamic scheme is one setting (level 4 equalized when calibrated). INT4: asymmetric blocks, LM
+ * head and embedding at 8 bits.
+ */
+export function settingsLadder(precision: QuantizePrecision, o: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>, calibrated = false): QuantSetting[] {
   if (precision === 'int8' && o.int8Scheme === 'dynamic') return [{ label: 'dynamic', request: { int8Scheme: 'dynamic' } }];
   const base: QuantSetting['request'] = precision === 'int8' ? { int8Scheme: 'weight-only' } : { ...(o.int4 ?? {}) };
   const name = precision === 'int8' ? 'weight-only' : 'int4';
-  if (o.accuracyLevel !== undefined) return [{ label: `${name} level ${o.accuracyLevel}`, request: { ...base, accuracyLevel: o.accuracyLevel } }];
+  const equalized: QuantSetting | null = precision === 'int8' && calibrated
+    ? { label: `${name} level 4, equalized (alpha ${EQUALIZE_ALPHA})`, request: { ...base, accuracyLevel: 4, equalize: EQUALIZE_ALPHA } }
+    : null;
+  if (o.accuracyLevel !== undefined) {
+    return [o.accuracyLevel === 4 && equalized ? equalized : { label: `${name} level ${o.accuracyLevel}`, request: { ...base, accuracyLevel: o.accuracyLevel } }];
+  }
   return [
-    { label: `${name} level 4`, request: { ...base, accuracyLevel: 4 } },
+    equalized ?? { label: `${name} level 4`, request: { ...base, accuracyLevel: 4 } },
     { label: `${name} level 4, LM head and gated-MLP down projections level 0`, request: { ...base, accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 } },
     { label: `${name} level 0`, request: { ...base, accuracyLevel: 0 } },
   ];
@@ -165,7 +182,10 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
   const tokenizer = options.tokenizer === undefined ? { dir: dirname(resolve(input)), synthetic: false } : options.tokenizer;
   const reference = referenceLogits(inputSummary, { threads: options.threads, tokenizer });
   let fp32Speed: Promise<DecodeSpeed | null> | undefined;
-  const ladder = settingsLadder(precision, options);
+  const vocabDim = inputSummary.outputs.find((o) => o.name === 'logits')?.shape?.at(-1);
+  // the equalization's calibration text through the model's own tokenizer (none for synthetic ones)
+  const calibrationIds = precision === 'int8' && typeof vocabDim === 'number' ? segmentIdsFromDir(tokenizer, vocabDim, CALIBRATION) : null;
+  const ladder = settingsLadder(precision, options, calibrationIds !== null);
   try {
     for (const setting of ladder) {
       for (const strategy of strategies) {
@@ -179,6 +199,7 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
             input: resolve(input), output: target, strategy, precision, perChannel: !!options.perChannel, protoLimitBytes: limit,
             ...(setting.request.int8Scheme === 'dynamic' ? { int8Engine: options.engine ?? QUANT_DEFAULTS.int8Engine } : {}),
             ...setting.request,
+            ...(setting.request.equalize !== undefined && calibrationIds ? { calibrationIds } : {}),
           }, { onProgress: options.onProgress, signal: options.signal });
         } catch (error) {
           if (!(error instanceof SphanaError) || error.code === 'E_INTERRUPTED' || error.exitCode === 4) throw error;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UsageError } from '../../src/errors.js';
 import { parseQuantFlags } from '../../src/quantize/cli-options.js';
-import { settingsLadder } from '../../src/quantize/run.js';
+import { EQUALIZE_ALPHA, settingsLadder } from '../../src/quantize/run.js';
 
 test('the INT8 ladder: level 4, then the sensitive MatMuls at level 0, then level 0 everywhere', () => {
   assert.deepEqual(settingsLadder('int8', {}).map((s) => s.request), [
@@ -13,6 +13,19 @@ test('the INT8 ladder: level 4, then the sensitive MatMuls at level 0, then leve
   assert.deepEqual(settingsLadder('int8', { accuracyLevel: 2 }).map((s) => [s.label, s.request]), [['weight-only level 2', { int8Scheme: 'weight-only', accuracyLevel: 2 }]]);
   assert.deepEqual(settingsLadder('int8', { int8Scheme: 'dynamic' }).map((s) => s.request), [{ int8Scheme: 'dynamic' }]);
   assert.deepEqual(settingsLadder('int4', { int4: { blockSize: 64, symmetric: true } })[0].request, { blockSize: 64, symmetric: true, accuracyLevel: 4 });
+});
+
+test('with a real tokenizer (calibration ids), INT8 rung 1 is level 4 equalized; INT4 and the dynamic scheme are not equalized', () => {
+  assert.deepEqual(settingsLadder('int8', {}, true).map((s) => s.request), [
+    { int8Scheme: 'weight-only', accuracyLevel: 4, equalize: EQUALIZE_ALPHA },
+    { int8Scheme: 'weight-only', accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 },
+    { int8Scheme: 'weight-only', accuracyLevel: 0 },
+  ]);
+  assert.equal(EQUALIZE_ALPHA, 0.5);
+  assert.deepEqual(settingsLadder('int8', { accuracyLevel: 4 }, true).map((s) => s.request), [{ int8Scheme: 'weight-only', accuracyLevel: 4, equalize: 0.5 }]);
+  assert.deepEqual(settingsLadder('int8', { accuracyLevel: 0 }, true).map((s) => s.request), [{ int8Scheme: 'weight-only', accuracyLevel: 0 }]);
+  assert.deepEqual(settingsLadder('int8', { int8Scheme: 'dynamic' }, true).map((s) => s.request), [{ int8Scheme: 'dynamic' }]);
+  assert.ok(settingsLadder('int4', {}, true).every((s) => s.request.equalize === undefined));
 });
 
 test('quantization flags: combined, and refused where they do not apply', () => {
