@@ -260,7 +260,9 @@ def sample_inputs(facts: dict[str, Any], b: int, s: int, p: int):
 # --------------------------------------------------------------------------------------
 
 
-def export_dynamo(wrapper, args, layers: int, opset: int):
+def export_dynamo(wrapper, args, layers: int, opset: int, before_optimize: Callable[[Any], None] | None = None):
+    """``before_optimize(model)``, if given, sees the translated graph before onnxscript's optimize
+    pass (the same pass ``optimize=True`` runs)."""
     import torch
     from torch.export import Dim
 
@@ -279,9 +281,12 @@ def export_dynamo(wrapper, args, layers: int, opset: int):
         dynamic_shapes=dynamic_shapes,
         input_names=input_names(layers),
         output_names=output_names(layers),
-        optimize=True,
+        optimize=before_optimize is None,
         verbose=False,
     )
+    if before_optimize is not None:
+        before_optimize(program.model)
+        program.optimize()
     return program.model
 
 
