@@ -90,7 +90,9 @@ def main() -> int:
     if a.one:
         root = a.out or tempfile.mkdtemp(prefix="export-phases-")
         t = time.perf_counter()
-        r = em.export_model(a.hf_dir, os.path.join(root, a.one, "llm_generator.onnx"), stamp_layers=a.one == "stamped")
+        with open(os.path.join(a.hf_dir, "config.json")) as f:
+            facts = facts_for(json.load(f))
+        r = em.export_model(a.hf_dir, os.path.join(root, a.one, "llm_generator.onnx"), facts, stamp_layers=a.one == "stamped")
         total = time.perf_counter() - t
         print(json.dumps({"mode": a.one, "total": round(total, 2), "phases": {k: round(v, 2) for k, v in timers.items()},
                           "bridgeSeconds": r["seconds"], "peakRssBytes": r["peakRssBytes"], "stamp": r.get("stamp"),
