@@ -37,7 +37,7 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from sphana_bridge import architecture as arch
-from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, PARITY_KEYS, check_parity, default_prompt, reference
+from sphana_bridge.parity import DEFAULT_ATOL, DEFAULT_DECODE_STEPS, DEFAULT_RTOL, PARITY_KEYS, ParityFailed, check_parity, default_prompt, reference
 from sphana_bridge.protocol import BadRequest, BridgeError, InputError, OutOfMemory, one_line
 from sphana_bridge.rope import make_traceable
 from sphana_bridge.vocabulary import EXPORT_DEFAULTS, EXPORTERS
@@ -260,7 +260,9 @@ def sample_inputs(facts: dict[str, Any], b: int, s: int, p: int):
 # --------------------------------------------------------------------------------------
 
 
-def export_dynamo(wrapper, args, layers: int, opset: int):
+def export_dynamo(wrapper, args, layers: int, opset: int, before_optimize: Callable[[Any], None] | None = None):
+    """``before_optimize(model)``, if given, sees the translated graph before onnxscript's optimize
+    pass (the same pass ``optimize=True`` runs)."""
     import torch
     from torch.export import Dim
 
@@ -279,9 +281,12 @@ def export_dynamo(wrapper, args, layers: int, opset: int):
         dynamic_shapes=dynamic_shapes,
         input_names=input_names(layers),
         output_names=output_names(layers),
-        optimize=True,
+        optimize=before_optimize is None,
         verbose=False,
     )
+    if before_optimize is not None:
+        before_optimize(program.model)
+        program.optimize()
     return program.model
 
 
@@ -499,7 +504,10 @@ def export_model(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     emit: Emit | None = None,
+    stamp_layers: bool = True,
 ) -> dict[str, Any]:
+    """``stamp_layers``: trace one layer per layer type and stamp it per layer (sphana_bridge.stamp),
+    falling back to the full trace; False traces every layer (the benchmark's baseline)."""
     import torch
 
     from sphana_bridge.modelio import Staging
@@ -551,79 +559,74 @@ def export_model(
 
     staging = Staging(output)
     try:
-        # ---- trace + convert
-        t = time.monotonic()
-        b, s, p = trace_sizes(facts, avoid=[architecture["slidingWindow"] or 0])
-        progress("trace", 0.0, f"{exporter} export, opset {opset}, tracing with batch {b}, sequence {s}, past {p}")
+        sizes = trace_sizes(facts, avoid=[architecture["slidingWindow"] or 0])
         make_traceable(model)  # after the reference: the gate compares with HF's own rotary code
-        wrapper = make_wrapper(model, facts["num_layers"])
-        args = sample_inputs(facts, b, s, p)
-        try:
-            with torch.inference_mode(False):
-                if exporter == "dynamo":
-                    onnx_model = export_dynamo(wrapper, args, facts["num_layers"], opset)
-                else:
-                    onnx_model = export_torchscript(wrapper, args, facts["num_layers"], opset, staging.dir)
-        except BridgeError:
-            raise
-        except BaseException as e:
-            traceback.print_exc(file=sys.stderr)
-            if _is_oom(e):
-                raise OutOfMemory(f"out of memory during export: {_root_message(e)}", {"stage": "export"}) from None
-            if isinstance(e, KeyboardInterrupt):
+        # Stamping first (dynamo only); the full trace when it cannot be done or its gate fails.
+        stamp_info: dict[str, Any] | None = {"applied": False} if exporter == "dynamo" and stamp_layers else None
+        while True:
+            stamped = stamp_info is not None and stamp_info.get("reason") is None
+            if model is None:  # freed by a stamped attempt whose parity failed
+                model = load_model(model_dir)
+                make_traceable(model)
+            t = time.monotonic()
+            onnx_model = _stamped_graph(model, facts, opset, sizes, stamp_info, progress) if stamped else None
+            stamped = onnx_model is not None
+            if onnx_model is None:
+                onnx_model = _full_graph(model, facts, exporter, opset, sizes, staging.dir, progress)
+            try:
+                io, tables = _finish_graph(onnx_model, cfg, facts, exporter_name, architecture, generation)
+            except ExportFailed as e:
+                if not stamped:
+                    raise
+                seconds["export"] = round(seconds.get("export", 0.0) + time.monotonic() - t, 3)
+                stamp_info.update(applied=False, reason=f"the stamped graph failed a check: {e.message}")
+                continue
+            seconds["export"] = round(seconds.get("export", 0.0) + time.monotonic() - t, 3)
+            progress("trace", 1.0, f"graph with {len(onnx_model.graph)} nodes" + (f", stamped from {len(stamp_info['templateLayers'])} traced layer(s)" if stamped else ""))
+
+            # ---- save (into the staging folder)
+            t = time.monotonic()
+            weights = initializer_bytes(onnx_model)
+            external = weights + GRAPH_MARGIN_BYTES > proto_limit_bytes
+            progress("save", 0.0, f"{weights} bytes of weights, {'external data file' if external else 'single file'}")
+            save_model(onnx_model, staging.onnx_path, external, emit)
+            _drop_weights(onnx_model)
+            _free_torch_weights(model)
+            del onnx_model, model
+            model = None
+            _release_export_caches()
+            gc.collect()
+            if not external and os.path.getsize(staging.onnx_path) > proto_limit_bytes:
+                raise ExportFailed("the single-file model exceeds protoLimitBytes", {"bytes": os.path.getsize(staging.onnx_path)})
+            seconds["save"] = round(seconds.get("save", 0.0) + time.monotonic() - t, 3)
+            progress("save", 1.0, "saved")
+
+            # ---- parity gate, on the staged files
+            t = time.monotonic()
+            try:
+                parity = check_parity(ref, staging.onnx_path, atol=atol, rtol=rtol, emit=emit)
+            except ParityFailed as e:
+                if not stamped:
+                    raise
+                seconds["parity"] = round(seconds.get("parity", 0.0) + time.monotonic() - t, 3)
+                stamp_info.update(applied=False, reason=f"the stamped model failed the parity gate: {e.message}")
+                progress("trace", None, "stamped model failed the parity gate; tracing every layer")
+                for path in (staging.onnx_path, staging.data_path):
+                    if os.path.exists(path):
+                        os.remove(path)
+                continue
+            except BridgeError:
                 raise
-            raise ExportFailed(
-                f"torch.onnx ({exporter}) failed: {_root_message(e)}",
-                {"exporter": exporter, "opset": opset, "exception": type(e).__name__, "summary": one_line(str(e), 4000)},
-            ) from None
-        del args
-        rename_dims(onnx_model)
-        io = io_summary(onnx_model)
-        check_contract(io, facts)
-        tables = embedding_tables(onnx_model, facts)
-        if facts["tie_word_embeddings"] and tables != 1:
-            raise ExportFailed(
-                f"tied embeddings: the graph holds {tables} [vocab, hidden] tables, expected exactly 1",
-                {"embeddingTables": tables},
-            )
-        for k, v in _metadata(cfg, facts, exporter_name, architecture, generation).items():
-            onnx_model.metadata_props[k] = v
-        onnx_model.producer_name = "sphana"
-        onnx_model.producer_version = exporter_name
-        seconds["export"] = round(time.monotonic() - t, 3)
-        progress("trace", 1.0, f"graph with {len(onnx_model.graph)} nodes")
-
-        # ---- save (into the staging folder)
-        t = time.monotonic()
-        weights = initializer_bytes(onnx_model)
-        external = weights + GRAPH_MARGIN_BYTES > proto_limit_bytes
-        progress("save", 0.0, f"{weights} bytes of weights, {'external data file' if external else 'single file'}")
-        save_model(onnx_model, staging.onnx_path, external, emit)
-        _drop_weights(onnx_model)
-        _free_torch_weights(model)
-        del onnx_model, wrapper, model
-        _release_export_caches()
-        gc.collect()
-        if not external and os.path.getsize(staging.onnx_path) > proto_limit_bytes:
-            raise ExportFailed("the single-file model exceeds protoLimitBytes", {"bytes": os.path.getsize(staging.onnx_path)})
-        seconds["save"] = round(time.monotonic() - t, 3)
-        progress("save", 1.0, "saved")
-
-        # ---- parity gate, on the staged files
-        t = time.monotonic()
-        try:
-            parity = check_parity(ref, staging.onnx_path, atol=atol, rtol=rtol, emit=emit)
-        except BridgeError:
-            raise
-        except BaseException as e:
-            if _is_oom(e):
-                raise OutOfMemory(f"out of memory during the parity check: {_root_message(e)}", {"stage": "parity"}) from None
-            raise
+            except BaseException as e:
+                if _is_oom(e):
+                    raise OutOfMemory(f"out of memory during the parity check: {_root_message(e)}", {"stage": "parity"}) from None
+                raise
+            break
         window = architecture["slidingWindow"]
         if window:
             parity["slidingWindow"] = window
             parity["exceedsSlidingWindow"] = parity["positions"] > window
-        seconds["parity"] = round(time.monotonic() - t + ref.seconds, 3)
+        seconds["parity"] = round(seconds.get("parity", 0.0) + time.monotonic() - t + ref.seconds, 3)
 
         finals = staging.commit(with_data=external)
     except BaseException:
@@ -642,7 +645,73 @@ def export_model(
         "exporter": exporter_name,
         "embeddingTables": tables,
         "architecture": facts,
+        **({"stamp": stamp_info} if stamp_info is not None else {}),
     }
+
+
+def _stamped_graph(model, facts, opset: int, sizes, info: dict[str, Any], progress) -> Any:
+    """The whole graph stamped from one traced layer per layer type, or None (``info`` says why)."""
+    from sphana_bridge import stamp
+
+    progress("trace", 0.0, f"dynamo export of one layer per layer type, opset {opset}, then stamped per layer")
+    try:
+        onnx_model, result = stamp.export_stamped(model, facts, opset, sizes)
+    except BaseException as e:
+        if _is_oom(e) or isinstance(e, KeyboardInterrupt):
+            raise
+        if not isinstance(e, stamp.NotSeparable):
+            traceback.print_exc(file=sys.stderr)
+        info.update(applied=False, reason=f"not stamped: {type(e).__name__}: {one_line(str(e), 300)}")
+        progress("trace", None, f"{info['reason']}; tracing every layer")
+        _release_export_caches()
+        return None
+    info.clear()
+    info.update(result)
+    return onnx_model
+
+
+def _full_graph(model, facts, exporter: str, opset: int, sizes, work_dir: str, progress) -> Any:
+    import torch
+
+    b, s, p = sizes
+    progress("trace", 0.0, f"{exporter} export, opset {opset}, tracing with batch {b}, sequence {s}, past {p}")
+    wrapper = make_wrapper(model, facts["num_layers"])
+    args = sample_inputs(facts, b, s, p)
+    try:
+        with torch.inference_mode(False):
+            if exporter == "dynamo":
+                return export_dynamo(wrapper, args, facts["num_layers"], opset)
+            return export_torchscript(wrapper, args, facts["num_layers"], opset, work_dir)
+    except BridgeError:
+        raise
+    except BaseException as e:
+        traceback.print_exc(file=sys.stderr)
+        if _is_oom(e):
+            raise OutOfMemory(f"out of memory during export: {_root_message(e)}", {"stage": "export"}) from None
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise ExportFailed(
+            f"torch.onnx ({exporter}) failed: {_root_message(e)}",
+            {"exporter": exporter, "opset": opset, "exception": type(e).__name__, "summary": one_line(str(e), 4000)},
+        ) from None
+
+
+def _finish_graph(onnx_model, cfg, facts, exporter_name: str, architecture, generation) -> tuple[dict[str, Any], int]:
+    """Contract dim names, the I/O check, the tied-table check and the metadata."""
+    rename_dims(onnx_model)
+    io = io_summary(onnx_model)
+    check_contract(io, facts)
+    tables = embedding_tables(onnx_model, facts)
+    if facts["tie_word_embeddings"] and tables != 1:
+        raise ExportFailed(
+            f"tied embeddings: the graph holds {tables} [vocab, hidden] tables, expected exactly 1",
+            {"embeddingTables": tables},
+        )
+    for k, v in _metadata(cfg, facts, exporter_name, architecture, generation).items():
+        onnx_model.metadata_props[k] = v
+    onnx_model.producer_name = "sphana"
+    onnx_model.producer_version = exporter_name
+    return io, tables
 
 
 def _is_int(v: Any) -> bool:
