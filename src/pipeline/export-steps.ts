@@ -204,7 +204,7 @@ export async function manifestInput(run: ExportRun, exported: ExportResult, quan
       })),
     },
     quality: quantized.quality ? { [quantized.quality.precision]: quantized.quality } : null,
-    parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset },
+    parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset, ...(exported.stamp ? { stamp: exported.stamp } : {}) },
     verification: null, tools, optimization,
   };
 }

@@ -195,6 +195,8 @@ export interface ExportResult {
   parity: ParityFigures;
   opset: number;
   exporter: string;
+  /** Whether the graph was stamped from traced template layers (python-bridge stamp.py), or why the full trace ran instead. */
+  stamp?: Record<string, unknown>;
 }
 
 /** `export`: a Hugging Face folder → ONNX with KV cache, parity-gated against PyTorch. */
@@ -211,6 +213,7 @@ export function bridgeExport(env: BridgeEnvironment, request: ExportRequest, opt
         output: o.output, files: files(o.files), externalData: !!o.externalData,
         seconds: object(o.seconds, 'seconds') as Record<string, number>, peakRssBytes: num(o.peakRssBytes, 'peakRssBytes'),
         parameters: num(o.parameters, 'parameters'), parity: parity as ParityFigures, opset: num(o.opset, 'opset'), exporter: o.exporter,
+        ...(o.stamp === undefined ? {} : { stamp: object(o.stamp, 'stamp') }),
       };
     },
   });

@@ -64,6 +64,11 @@ for (const preset of PRESETS) {
     assert.equal(parity.top1Agreement, 1);
     assert.ok(parity.maxAbsDiff <= parity.atol, `${parity.maxAbsDiff} > ${parity.atol}`);
     assert.ok(parity.positions >= 12);
+    // The export says whether it stamped traced template layers or traced every layer, and why (stamp.py).
+    const stamp = (m.parity as { stamp?: { applied: boolean; reason?: string; templateLayers?: number[] } }).stamp;
+    assert.ok(stamp, 'manifest.parity.stamp is recorded');
+    assert.ok(stamp.applied ? (stamp.templateLayers?.length ?? 0) >= 1 : typeof stamp.reason === 'string' && stamp.reason.length > 0, JSON.stringify(stamp));
+    if (preset.name === 'llama-3.2-1b') assert.equal(stamp.applied, true, `llama is stamped: ${stamp.reason}`);
     const verification = m.verification as { ok: boolean; checks: Array<{ name: string; status: string }> };
     assert.equal(verification.ok, true);
     assert.deepEqual(verification.checks.map((c) => c.name), ['files', 'structure', 'tokenizer', 'runtime', 'agreement', 'sample', 'speed']);
