@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { MB } from './measure.js';
 import { realSmolLM2 } from './real-model.js';
 import { ensurePeerVenv } from './peers-venv.js';
@@ -228,7 +229,7 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
   const rows = [
     `Model: ${HF} (real SmolLM2-135M-Instruct weights). Text: bench/peers/text.txt, ${refInfo.tokens} tokens (prose, code, numbers, SQL, French/German/Spanish), reference logits from PyTorch ${refInfo.torch} fp32.`,
     '',
-    `**Shared machine:** other jobs (6 other helpers' tests and benchmarks) ran on these 2 cores during this run; every figure was measured once (decode: ${ROUNDS} alternating rounds, shown as a range) and must be re-measured on a quiet machine before it is quoted. Ratios between rows of this run are more meaningful than absolute figures.`,
+    `Load average (1, 5, 15 min) when the report was written: ${loadavg().map((x) => x.toFixed(2)).join(', ')}. Every figure was measured once (decode: ${ROUNDS} alternating rounds, shown as a range); read a load above ~0.5 as a shared machine, where only ratios between rows of one run mean much.`,
     '',
     '## Builds', '',
     '| tool | command | result | wall | peak RSS (process tree) |', '|---|---|---|---|---|',
