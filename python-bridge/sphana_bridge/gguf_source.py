@@ -281,6 +281,8 @@ def _scan(path: str, buf: Any, size: int) -> dict[str, Any]:
         "eosTokenId": ids["eos"] if isinstance(ids["eos"], int) else None,
         "padTokenId": ids["padding"] if isinstance(ids["padding"], int) else None,
         "vocabSize": arrays.get("tokenizer.ggml.tokens", {}).get("count"),
+        # Per-head key size, as the file states it (transformers' GGUF mapping ignores it for some architectures).
+        "keyLength": metadata.get(f"{arch}.attention.key_length") if isinstance(metadata.get(f"{arch}.attention.key_length"), int) else None,
         "tokenizerModel": metadata.get("tokenizer.ggml.model") if isinstance(metadata.get("tokenizer.ggml.model"), str) else None,
     }
 
@@ -416,7 +418,7 @@ def gguf_to_hf(path: str, out_dir: str, emit: Emit) -> dict[str, Any]:
 
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     t = time.monotonic()
@@ -424,8 +426,14 @@ def gguf_to_hf(path: str, out_dir: str, emit: Emit) -> dict[str, Any]:
     with _ReaderCache(path):
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            # transformers 5.18 drops `<arch>.attention.key_length` for some architectures (qwen3) and falls
+            # back to the config class's default head_dim; the file's own figure wins.
+            key_length = facts.get("keyLength")
+            if isinstance(key_length, int) and key_length > 0 and getattr(config, "head_dim", None) not in (None, key_length):
+                config.head_dim = key_length
             model, info = AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=name, dtype=torch.float32, local_files_only=True, output_loading_info=True
+                folder, gguf_file=name, config=config, dtype=torch.float32, local_files_only=True, output_loading_info=True
             )
         except (ValueError, KeyError, NotImplementedError, TypeError) as e:
             raise GgufUnsupported(path, f"transformers cannot load this GGUF ({facts['architecture']}, {facts['fileTypeName']}): {one_line(str(e), 300)}",
@@ -433,6 +441,10 @@ def gguf_to_hf(path: str, out_dir: str, emit: Emit) -> dict[str, Any]:
     seconds["load"] = time.monotonic() - t
     # transformers initializes parameters the file lacks at random, with only a log line.
     missing = sorted(set(info.get("missing_keys") or ()) - ({"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()))
+    mismatched = sorted(str(k) for k in (info.get("mismatched_keys") or ()))
+    if mismatched:
+        raise GgufInvalid(path, f"{len(mismatched)} tensor(s) have other shapes than the config implies: {', '.join(mismatched[:4])}",
+                          {"mismatched": mismatched[:50]})
     if missing:
         raise GgufInvalid(path, f"{len(missing)} tensor(s) that {type(model).__name__} needs are not in the file: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}",
                           {"missing": missing[:50]})

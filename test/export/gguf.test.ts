@@ -204,11 +204,10 @@ test('bad GGUF input: one-line typed errors, exit 3, nothing half-written', () =
   }
 });
 
-// A Qwen3 GGUF (q/k norms included) should convert and export through the qwen3 family. It does not
-// yet: transformers 5.18's GGUF mapping for qwen3 ignores attention.key_length, so the converted
-// config says head_dim 128 (Qwen3's default) for this fixture's 16 and the folder does not load.
-// Real Qwen3 models all have head_dim 128. Fix in gguf_source.py (head_dim from key_length).
-test('a Qwen3 GGUF exports through the qwen3 family, parity-gated', { todo: 'gguf-to-hf loses a non-default Qwen3 head_dim' }, () => {
+// A Qwen3 GGUF (q/k norms included) converts and exports through the qwen3 family. transformers 5.18's
+// GGUF mapping for qwen3 ignores attention.key_length (the converted config would say Qwen3's default
+// head_dim 128 for this fixture's 16); gguf_source.py takes head_dim from the file's key_length.
+test('a Qwen3 GGUF exports through the qwen3 family, parity-gated, with the file\'s head_dim', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sphana-qwen3gguf-'));
   try {
     const qwen3 = join(dir, 'qwen3.gguf');
@@ -218,6 +217,8 @@ test('a Qwen3 GGUF exports through the qwen3 family, parity-gated', { todo: 'ggu
     assert.equal(converted.exitCode, 0, converted.stderr);
     const q3 = json<Manifest>(join(dir, 'e', '0.1.0', 'manifest.json'));
     assert.equal(q3.architecture.architecture, 'Qwen3ForCausalLM');
+    assert.equal(q3.architecture.headDim, 16);
+    assert.equal(q3.kvCache.headDim, 16);
     assert.equal((q3.parity as { top1Agreement: number }).top1Agreement, 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
