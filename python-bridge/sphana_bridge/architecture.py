@@ -137,15 +137,18 @@ def norm_init_mean(facts: dict[str, Any]) -> float:
     return 1.0 - facts["normOffset"]
 
 
+def metadata_value(v: Any) -> str:
+    """One ONNX metadata_props value: booleans as true/false, containers as compact sorted JSON."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return str(v)
+
+
 def metadata(facts: dict[str, Any]) -> dict[str, str]:
     """ONNX metadata_props entries stating the facts (sphana.* keys, PROTOCOL.md)."""
-    def s(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (dict, list, tuple)):
-            return json.dumps(v, sort_keys=True, separators=(",", ":"))
-        return str(v)
-
+    s = metadata_value
     meta = {
         "sphana.family": facts["family"],
         "sphana.architecture": facts["architecture"],

@@ -155,13 +155,7 @@ def arch_facts(cfg) -> dict[str, Any]:
 
 
 def _metadata(cfg, facts: dict[str, Any], exporter_name: str, architecture: dict[str, Any], generation=None) -> dict[str, str]:
-    def s(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (dict, list, tuple)):
-            return json.dumps(v, sort_keys=True, separators=(",", ":"))
-        return str(v)
-
+    s = arch.metadata_value
     meta = {f"sphana.{k}": s(v) for k, v in facts.items() if v is not None}
     meta["sphana.exporter"] = exporter_name
     meta["sphana.kv_cache"] = "full"  # present = past + new on every layer
