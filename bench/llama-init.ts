@@ -17,10 +17,11 @@ const bytesOf = (...paths: string[]) => paths.filter(existsSync).reduce((n, p) =
  * the whole `sphana export` (export, INT8, verify). Records each step's wall time and peak RSS, and the quality
  * report the gates judged. SPHANA_BENCH_LLAMA_INIT_PRESET picks another preset.
  */
-export async function benchLlamaInit(cache: string, bin: string, python: string): Promise<string[]> {
-  const preset = findPreset(process.env.SPHANA_BENCH_LLAMA_INIT_PRESET ?? 'llama-3.2-1b');
+/** The transformers-initialised folder of PRESET (made once in the bench cache) and how it was made, if just now. */
+export function ensureLlamaInitFolder(cache: string, python: string, presetName: string): { hf: string; made?: string } {
+  const preset = findPreset(presetName);
   const hf = join(cache, `${preset.name}-transformers-init`);
-  const rows: string[] = [];
+  let made: string | undefined;
   if (!existsSync(join(hf, 'config.json'))) {
     mkdirSync(cache, { recursive: true });
     const cfg = join(cache, `${preset.name}.config.json`);
@@ -29,12 +30,20 @@ export async function benchLlamaInit(cache: string, bin: string, python: string)
     writeFileSync(gen, JSON.stringify(preset.generationConfig));
     const r = spawnSync(python, [join(root, 'bench/make_llama_init.py'), cfg, gen, hf], { encoding: 'utf8', maxBuffer: 1 << 24 });
     if (r.status !== 0) throw new Error(`make_llama_init.py failed: ${r.stderr.slice(-2000)}`);
-    rows.push(`Folder made by transformers' own initialisation: ${r.stdout.trim()}`, '');
+    made = r.stdout.trim();
   }
   if (preset.offlineTokenizer) {
     const pkg = packageDir(preset.offlineTokenizer.npmPackage);
     for (const f of preset.offlineTokenizer.files) if (!existsSync(join(hf, basename(f)))) copyFileSync(join(pkg, f), join(hf, basename(f)));
   }
+  return { hf, made };
+}
+
+export async function benchLlamaInit(cache: string, bin: string, python: string): Promise<string[]> {
+  const preset = findPreset(process.env.SPHANA_BENCH_LLAMA_INIT_PRESET ?? 'llama-3.2-1b');
+  const rows: string[] = [];
+  const { hf, made } = ensureLlamaInitFolder(cache, python, preset.name);
+  if (made) rows.push(`Folder made by transformers' own initialisation: ${made}`, '');
   const out = join(cache, `export-${preset.name}-init`);
   const run = await traceRun(process.execPath, [bin, 'export', hf, '--out', out, '--force']);
   const dir = join(out, '0.1.0');

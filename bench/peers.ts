@@ -20,9 +20,10 @@ import { type TracedRun, traceRun } from './tree-rss.js';
 const THREADS = 2;
 const STEPS = 32;
 const PROMPT_TOKENS = 64;
-const ROUNDS = Number(process.env.SPHANA_PEERS_ROUNDS) || 2;
-const BUILD_TIMEOUT_MS = (Number(process.env.SPHANA_PEERS_BUILD_TIMEOUT) || 1800) * 1000;
-const TOOLS = (process.env.SPHANA_PEERS_TOOLS ?? 'sphana,genai,optimum,llama.cpp').split(',');
+// Read when a run starts (not at import), so that bench sections can set them (run.ts's peers-llama).
+let ROUNDS = 2;
+let BUILD_TIMEOUT_MS = 1800_000;
+let TOOLS: string[] = [];
 const benchDir = join(import.meta.dirname, '../../bench');
 
 interface Model { tool: string; precision: string; path: string; files: string[]; build: string }
@@ -75,26 +76,23 @@ async function build(tool: string, label: string, cmd: string, args: string[], t
 }
 
 export async function benchPeers(cache: string, bin: string, bridgePython: string): Promise<string[]> {
+  ROUNDS = Number(process.env.SPHANA_PEERS_ROUNDS) || 2;
+  BUILD_TIMEOUT_MS = (Number(process.env.SPHANA_PEERS_BUILD_TIMEOUT) || 1800) * 1000;
+  TOOLS = (process.env.SPHANA_PEERS_TOOLS ?? 'sphana,genai,optimum,llama.cpp').split(',');
+  // SPHANA_PEERS_SCORE=0: builds only (wall time and peak RSS), no agreement or decode figures.
+  const scoring = process.env.SPHANA_PEERS_SCORE !== '0';
+  const genaiPrecisions = (process.env.SPHANA_PEERS_GENAI_PRECISIONS ?? 'fp32,int8,int4').split(',');
+  const modelLabel = process.env.SPHANA_PEERS_LABEL ?? 'real SmolLM2-135M-Instruct weights';
   const real = (process.env.SPHANA_PEERS_HF && process.env.SPHANA_PEERS_GGUF) ? undefined : await realSmolLM2(cache, bridgePython, log);
   const HF = process.env.SPHANA_PEERS_HF ?? real!.hf;
   const GGUF = process.env.SPHANA_PEERS_GGUF ?? real!.gguf;
-  const work = join(cache, 'peers');
+  const work = join(cache, process.env.SPHANA_PEERS_WORK ?? 'peers');
   mkdirSync(work, { recursive: true });
   const notes: string[] = [];
   const builds: Build[] = [];
   const models: Model[] = [];
 
   // The text and its PyTorch fp32 reference (sphana's bridge environment: torch 2.13.0, transformers 5.18.0).
-  const refDir = join(work, 'reference');
-  const ref = spawnSync(bridgePython, [join(benchDir, 'peers_reference.py'), HF, join(benchDir, 'peers/text.txt'), refDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
-  if (ref.status !== 0) throw new Error(`peers_reference.py failed: ${ref.stderr.slice(-2000)}`);
-  const refInfo = lastJson<{ tokens: number; torch: string }>(ref.stdout)!;
-  const ids = JSON.parse(readFileSync(join(refDir, 'ids.json'), 'utf8')) as number[];
-  const promptIds = ids.slice(0, PROMPT_TOKENS);
-  const hfConfig = JSON.parse(readFileSync(join(HF, 'config.json'), 'utf8')) as { num_key_value_heads: number; head_dim?: number; hidden_size: number; num_attention_heads: number };
-  // onnxruntime-genai's builder leaves the head dim symbolic in its KV inputs; the loops take it from config.json.
-  const kvArgs = ['--kv-heads', String(hfConfig.num_key_value_heads), '--head-dim', String(hfConfig.head_dim ?? hfConfig.hidden_size / hfConfig.num_attention_heads)];
-
   // Bench-only venvs.
   const venv = (name: string): string | undefined => {
     try { return ensurePeerVenv(cache, name, log); } catch (e) { notes.push(`- ${name} venv: **failed**: ${oneLine(String(e)).slice(0, 400)}`); return undefined; }
@@ -121,7 +119,7 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
     if (extra.length && existsSync(unfused)) models.push({ tool: `${tool} (its unfused export)`, precision: 'fp32', path: unfused, files: [unfused, `${unfused}.data`], build: sb.label });
     const sInt8 = join(sDir, 'llm_generator.int8.onnx');
     if (!sb.error && existsSync(sInt8)) models.push({ tool, precision: 'int8', path: sInt8, files: [sInt8, `${sInt8}.data`], build: sb.label });
-    if (existsSync(sFp32)) {
+    if (existsSync(sFp32) && process.env.SPHANA_PEERS_INT4 !== '0') {
       const sInt4 = join(work, `${slug}-int4/llm_generator.int4.onnx`);
       mkdirSync(join(work, `${slug}-int4`), { recursive: true });
       const q4 = await build(tool, 'quantize int4 (from the fp32 above)', process.execPath, [bin, 'quantize', sFp32, '-o', sInt4, '--precision', 'int4', '--force']);
@@ -132,7 +130,7 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
 
   // onnxruntime-genai's model builder, one build per precision.
   if (genaiPy && TOOLS.includes('genai')) {
-    for (const p of ['fp32', 'int8', 'int4']) {
+    for (const p of genaiPrecisions) {
       const out = join(work, `genai-${p}`);
       rmSync(out, { recursive: true, force: true });
       const b = await build('onnxruntime-genai', `builder -p ${p} -e cpu`, genaiPy, ['-m', 'onnxruntime_genai.models.builder', '-i', HF, '-o', out, '-p', p, '-e', 'cpu', '-c', join(work, `genai-cache-${p}`)]);
@@ -171,6 +169,30 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
     if (!existsSync(path)) { notes.push(`- extra model ${tool} ${precision}: ${path} is missing`); continue; }
     models.push({ tool, precision, path, files: [path, `${path}.data`], build: 'built outside this run' });
   }
+
+  const buildRows = () => [
+    '## Builds', '',
+    '| tool | command | result | wall | peak RSS (process tree) |', '|---|---|---|---|---|',
+    ...builds.map((b) => `| ${b.tool} | ${b.label} | ${b.error ? `**failed**: ${b.error}` : 'ok'} | ${b.seconds?.toFixed(1) ?? '-'} s | ${b.peak ? MB(b.peak) : '-'} |`),
+    '',
+    ...sphanaRun.flatMap(({ label, run }) => [`\`${label}\` steps (from its progress lines):`, '', '| step | wall | peak RSS |', '|---|---|---|',
+      ...run.phases.map((p) => `| ${p.phase} | ${p.seconds.toFixed(1)} s | ${MB(p.peakRssBytes)} |`), '']),
+  ];
+  if (!scoring) {
+    return [`Model: ${HF} (${modelLabel}). Builds only (SPHANA_PEERS_SCORE=0): no agreement or decode figures.`, '',
+      `Load average (1, 5, 15 min) when the report was written: ${loadavg().map((x) => x.toFixed(2)).join(', ')}. Each build ran once, one after the other.`, '',
+      ...buildRows(), ...notes];
+  }
+
+  const refDir = join(work, 'reference');
+  const ref = spawnSync(bridgePython, [join(benchDir, 'peers_reference.py'), HF, join(benchDir, 'peers/text.txt'), refDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (ref.status !== 0) throw new Error(`peers_reference.py failed: ${ref.stderr.slice(-2000)}`);
+  const refInfo = lastJson<{ tokens: number; torch: string }>(ref.stdout)!;
+  const ids = JSON.parse(readFileSync(join(refDir, 'ids.json'), 'utf8')) as number[];
+  const promptIds = ids.slice(0, PROMPT_TOKENS);
+  const hfConfig = JSON.parse(readFileSync(join(HF, 'config.json'), 'utf8')) as { num_key_value_heads: number; head_dim?: number; hidden_size: number; num_attention_heads: number };
+  // onnxruntime-genai's builder leaves the head dim symbolic in its KV inputs; the loops take it from config.json.
+  const kvArgs = ['--kv-heads', String(hfConfig.num_key_value_heads), '--head-dim', String(hfConfig.head_dim ?? hfConfig.hidden_size / hfConfig.num_attention_heads)];
 
   // Agreement with the PyTorch reference on the text, one model at a time.
   const scores = new Map<Model, Score>();
@@ -227,19 +249,12 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
   const optVersions = optimumPy ? spawnSync(optimumPy, ['-c', 'import importlib.metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ["optimum-onnx","optimum","onnxruntime","torch","transformers"]))'], { encoding: 'utf8' }).stdout.trim() : '';
 
   const rows = [
-    `Model: ${HF} (real SmolLM2-135M-Instruct weights). Text: bench/peers/text.txt, ${refInfo.tokens} tokens (prose, code, numbers, SQL, French/German/Spanish), reference logits from PyTorch ${refInfo.torch} fp32.`,
+    `Model: ${HF} (${modelLabel}). Text: bench/peers/text.txt, ${refInfo.tokens} tokens (prose, code, numbers, SQL, French/German/Spanish), reference logits from PyTorch ${refInfo.torch} fp32.`,
     '',
     `Load average (1, 5, 15 min) when the report was written: ${loadavg().map((x) => x.toFixed(2)).join(', ')}. Every figure was measured once (decode: ${ROUNDS} alternating rounds, shown as a range); read a load above ~0.5 as a shared machine, where only ratios between rows of one run mean much.`,
     '',
-    '## Builds', '',
-    '| tool | command | result | wall | peak RSS (process tree) |', '|---|---|---|---|---|',
-    ...builds.map((b) => `| ${b.tool} | ${b.label} | ${b.error ? `**failed**: ${b.error}` : 'ok'} | ${b.seconds?.toFixed(1) ?? '-'} s | ${b.peak ? MB(b.peak) : '-'} |`),
-    '',
+    ...buildRows(),
   ];
-  for (const { label, run } of sphanaRun) {
-    rows.push(`\`${label}\` steps (from its progress lines):`, '', '| step | wall | peak RSS |', '|---|---|---|',
-      ...run.phases.map((p) => `| ${p.phase} | ${p.seconds.toFixed(1)} s | ${MB(p.peakRssBytes)} |`), '');
-  }
   rows.push('## Models: size, agreement with PyTorch fp32 on the text, decode speed', '',
     `Agreement: one pass over the ${refInfo.tokens} tokens; top-1 = argmax equal to PyTorch's, KL(PyTorch ‖ model) in nats. Decode: prefill ${PROMPT_TOKENS} tokens of the text from an empty cache (median of 3), then ${STEPS} greedy steps feeding the presents back, ${THREADS} threads; ONNX models all in the same Python onnxruntime loop (bench/ort_decode.py), llama.cpp in node-llama-cpp's (bench/llama-decode.ts).`,
     '', '| tool | precision | size | top-1 | KL mean | KL max | next-token acc. | decode tok/s | prefill tok/s |', '|---|---|---|---|---|---|---|---|---|');

@@ -8,7 +8,7 @@ import { benchInspect } from './inspect.js';
 import { benchInt8 } from './int8.js';
 import { benchStartup } from './startup.js';
 import { benchPeers } from './peers.js';
-import { benchLlamaInit } from './llama-init.js';
+import { benchLlamaInit, ensureLlamaInitFolder } from './llama-init.js';
 import { ensureBridgeEnvironment } from '../src/python/environment.js';
 import { machine } from './measure.js';
 
@@ -34,6 +34,17 @@ const sections: Record<string, () => Promise<string[]>> = {
   startup: () => benchStartup(cache, python, bin),
   peers: () => benchPeers(cache, bin, python),
   'llama-init': () => benchLlamaInit(cache, bin, python),
+  // Issue 9's full-size target: sphana's export → quantize int8 (no verify) beside the builder's int8 on the
+  // full-size Llama-3.2-1B (transformers-initialised weights), wall time and per-step peak RSS.
+  'peers-llama': () => {
+    const { hf } = ensureLlamaInitFolder(cache, python, 'llama-3.2-1b');
+    Object.assign(process.env, {
+      SPHANA_PEERS_HF: hf, SPHANA_PEERS_GGUF: join(hf, 'none.gguf'), SPHANA_PEERS_TOOLS: 'sphana,genai',
+      SPHANA_PEERS_SPHANA: 'none', SPHANA_PEERS_GENAI_PRECISIONS: 'int8', SPHANA_PEERS_SCORE: '0', SPHANA_PEERS_INT4: '0', SPHANA_PEERS_WORK: 'peers-llama',
+      SPHANA_PEERS_LABEL: 'full-size Llama-3.2-1B architecture, transformers-initialised weights (bench/make_llama_init.py)',
+    });
+    return benchPeers(cache, bin, python);
+  },
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ['inspect', 'export'];
