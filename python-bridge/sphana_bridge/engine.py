@@ -230,15 +230,23 @@ def _block_kernel(w_kn: np.ndarray, block_size: int, bits: int, symmetric: bool)
     from onnxruntime.capi import _pybind_state
 
     kernel = getattr(_pybind_state, _BLOCK_KERNELS[bits])
-    per = 8 // bits
     w = np.ascontiguousarray(w_kn, dtype=np.float32)
     K, N = w.shape
-    kb = (K + block_size - 1) // block_size
-    pk = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
-    sc = np.zeros((N, kb), dtype=np.float32)
-    zp = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
+    pk, sc, zp = _block_buffers(K, N, block_size, bits)
     kernel(pk, w, sc, zp, block_size, N, K, symmetric)
     return pk, sc, zp
+
+
+def _block_buffers(K: int, N: int, block_size: int, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zeroed MatMulNBits tensors for a [K, N] weight: packed [N, kb, bs*bits/8] uint8, scales
+    [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8 (8 // bits zero points a byte)."""
+    per = 8 // bits
+    kb = (K + block_size - 1) // block_size
+    return (
+        np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8),
+        np.zeros((N, kb), dtype=np.float32),
+        np.zeros((N, (kb + per - 1) // per), dtype=np.uint8),
+    )
 
 
 def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits: int, symmetric: bool):
@@ -249,11 +257,7 @@ def quantize_blocks_chunks(chunks, shape: tuple[int, int], block_size: int, bits
     [N, kb] f32, zero points [N, ceil(kb*bits/8)] uint8 (unused when symmetric)."""
     per = 8 // bits
     K, N = shape
-    kb = (K + block_size - 1) // block_size
-    blob = block_size * bits // 8
-    packed = np.zeros((N, kb, blob), dtype=np.uint8)
-    scales = np.zeros((N, kb), dtype=np.float32)
-    zps = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
+    packed, scales, zps = _block_buffers(K, N, block_size, bits)
     for r0, r1, rows in chunks:
         if r0 % (2 * block_size):
             raise ValueError("block row chunks must start at a multiple of 2*block_size")
@@ -271,13 +275,8 @@ def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: 
     """The same layout for a weight stored TRANSPOSED, [N, K] (a tied head's embedding table,
     a Transpose-fed MatMul), delivered as N-row chunks: each chunk is the MatMulNBits weight
     of N columns, so it is quantized on its own and the bytes equal one call on W = T^T."""
-    per = 8 // bits
     N, K = shape
-    kb = (K + block_size - 1) // block_size
-    blob = block_size * bits // 8
-    packed = np.zeros((N, kb, blob), dtype=np.uint8)
-    scales = np.zeros((N, kb), dtype=np.float32)
-    zps = np.zeros((N, (kb + per - 1) // per), dtype=np.uint8)
+    packed, scales, zps = _block_buffers(K, N, block_size, bits)
     for c0, c1, big in chunks:
         packed[c0:c1], scales[c0:c1], zps[c0:c1] = _block_kernel(big.T, block_size, bits, symmetric)  # [K, n]
     return packed, scales, zps
@@ -423,22 +422,9 @@ class Engine:
             self.embedding = emb
 
         # MatMuls with a direct rank-2 float32 initializer weight
-        targets: dict[str, onnx.NodeProto] = {}
-        weight_of: dict[str, str] = {}
-        for n in src.graph.node:
-            if n.op_type != "MatMul" or n.domain not in ("", "ai.onnx") or len(n.input) != 2:
-                continue
-            w = n.input[1]
-            t = gi.inits.get(w)
-            if t is None or t.data_type != TensorProto.FLOAT:
-                continue
-            if emb is not None and w == emb.table:
-                continue
-            if len(t.dims) != 2:
-                self.notes.append(f"MatMul {n.name or n.output[0]!r}: weight {w!r} is rank {len(t.dims)}; left in float")
-                continue
-            targets[n.output[0]] = n
-            weight_of[n.output[0]] = w
+        found = graphutil.quantizable_matmuls(gi, self.notes, direct_only=True)
+        targets = {out: m.node for out, m in found.items() if emb is None or m.weight != emb.table}
+        weight_of = {out: found[out].weight for out in targets}
 
         tied_nodes, drop_nodes, gather_nodes = _embedding_node_maps(emb)
 
@@ -625,40 +611,14 @@ class Engine:
         emb_names: tuple[str, ...] | None = None
         new_nodes: list[onnx.NodeProto] = []
 
-        def weight_of(n: onnx.NodeProto) -> tuple[str, bool, onnx.NodeProto | None] | None:
-            """(initializer [K, N] or [N, K], transposed?, the Transpose to drop) behind B."""
-            if n.domain in ("", "ai.onnx") and n.op_type == "MatMul" and len(n.input) == 2:
-                w = n.input[1]
-                if w in gi.inits:
-                    return w, False, None
-                p = gi.producer.get(w)
-                if p is not None and p.op_type == "Transpose" and p.domain in ("", "ai.onnx") and p.input[0] in gi.inits:
-                    perm = next((list(a.ints) for a in p.attribute if a.name == "perm"), [1, 0])
-                    users = gi.consumers.get(w, [])
-                    if perm == [1, 0] and all(u.op_type == "MatMul" and i == 1 for u, i in users) and w not in gi.graph_outputs:
-                        return p.input[0], True, p
-                return None
-            if graphutil.fused_matmul_const_b(n, gi) is not None:
-                return n.input[1], graphutil.fused_matmul_const_b(n, gi), None
-            return None
-
         # the transposes feeding quantized MatMuls are dropped: find them before emitting
         plan_w: dict[str, tuple[str, bool]] = {}
-        for n in src.graph.node:
-            if not n.output or n.output[0] in tied_nodes:
+        for out, m in graphutil.quantizable_matmuls(gi, self.notes).items():
+            if out in tied_nodes:
                 continue
-            wt = weight_of(n)
-            if wt is None:
-                continue
-            t = gi.inits[wt[0]]
-            if t.data_type != TensorProto.FLOAT:
-                continue
-            if len(t.dims) != 2:
-                self.notes.append(f"MatMul {n.name or n.output[0]!r}: weight {wt[0]!r} is rank {len(t.dims)}; left in float")
-                continue
-            plan_w[n.output[0]] = (wt[0], wt[1])
-            if wt[2] is not None:
-                drop_nodes.add(id(wt[2]))
+            plan_w[out] = (m.weight, m.transposed)
+            if m.transpose is not None:
+                drop_nodes.add(id(m.transpose))
         if opts.equalize_alpha is not None:
             self._plan_equalization(plan_w, heads)
 
@@ -1041,38 +1001,13 @@ def estimate_direct_bytes(
             lazy_payload += tensor_nbytes(t)
     skeleton = max(0, scanned.file_bytes - (0 if scanned.has_external_data else lazy_payload))
     skeleton = max(skeleton, 1024)
-    quantized: dict[str, int] = {}
-    only_quantized_use: dict[str, bool] = {}
-    for n in model.graph.node:
-        if n.op_type not in ("MatMul", "Gemm") or n.domain not in ("", "ai.onnx") or len(n.input) < 2:
-            continue
-        w = n.input[1]
-        t = gi.inits.get(w)
-        if t is None or t.data_type != TensorProto.FLOAT:
-            continue
-        if precision == "int4" and (n.op_type != "MatMul" or len(t.dims) != 2):
-            continue
-        if precision == "int8" and not stock_int8 and len(t.dims) != 2:
-            continue
-        n_el = numel(t)
-        if weight_only:
-            if n.op_type != "MatMul" or len(t.dims) != 2:
-                continue
-            K, N = int(t.dims[0]), int(t.dims[1])
-            kb = (K + block_size - 1) // block_size
-            bits = 8 if precision == "int8" else 4
-            q = N * kb * (block_size * bits // 8) + N * kb * 4 + (0 if bits == 8 else N * ((kb + 1) // 2)) + 64
-        elif precision == "int8":
-            q = n_el + 64
-        else:
-            K, N = int(t.dims[0]), int(t.dims[1])
-            kb = (K + block_size - 1) // block_size
-            q = N * kb * (block_size // 2) + N * kb * 4 + N * ((kb + 1) // 2) + 64
-        quantized[w] = q
-    for w in quantized:
-        only_quantized_use[w] = all(
-            c.op_type in ("MatMul", "Gemm") and i == 1 for c, i in gi.consumers.get(w, [])
-        )
+    quantized = _stock_int8_sizes(gi) if stock_int8 else _engine_weight_sizes(gi, precision, block_size, weight_only)
+    # a quantized weight's float bytes stay when anything else reads it (a dropped Transpose does not count)
+    only_quantized_use = {
+        w: all((c.op_type in ("MatMul", "Gemm", "FusedMatMul") and i == 1) or graphutil.transpose_feeds_matmuls(c, gi)
+               for c, i in gi.consumers.get(w, []))
+        for w in quantized
+    }
     total = skeleton
     for t in model.graph.initializer:
         b = tensor_nbytes(t)
@@ -1081,3 +1016,29 @@ def estimate_direct_bytes(
         else:
             total += b
     return int(total)
+
+
+def _stock_int8_sizes(gi: graphutil.GraphIndex) -> dict[str, int]:
+    """onnxruntime's quantize_dynamic: every MatMul / Gemm on a direct float32 initializer, as int8."""
+    out: dict[str, int] = {}
+    for n in gi.model.graph.node:
+        t = gi.inits.get(n.input[1]) if len(n.input) >= 2 else None
+        if n.op_type in ("MatMul", "Gemm") and graphutil.is_standard(n) and t is not None and t.data_type == TensorProto.FLOAT:
+            out[n.input[1]] = numel(t) + 64
+    return out
+
+
+def _engine_weight_sizes(gi: graphutil.GraphIndex, precision: str, block_size: int, weight_only: bool) -> dict[str, int]:
+    """The engine's weights (graphutil.quantizable_matmuls, as the plan finds them): MatMulNBits
+    blocks when weight-only, per-column int8 for the dynamic scheme."""
+    out: dict[str, int] = {}
+    for m in graphutil.quantizable_matmuls(gi, [], direct_only=not weight_only).values():
+        t = gi.inits[m.weight]
+        if not weight_only:
+            out[m.weight] = numel(t) + 64
+            continue
+        K, N = (int(t.dims[1]), int(t.dims[0])) if m.transposed else (int(t.dims[0]), int(t.dims[1]))
+        kb = (K + block_size - 1) // block_size
+        bits = 8 if precision == "int8" else 4
+        out[m.weight] = N * kb * (block_size * bits // 8) + N * kb * 4 + (0 if bits == 8 else N * ((kb + 1) // 2)) + 64
+    return out

@@ -34,6 +34,7 @@ import sys
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from sphana_bridge import architecture as arch
@@ -506,141 +507,232 @@ def export_model(
 
     from sphana_bridge.modelio import Staging
 
+    progress = _progress_to(emit)
+    seconds: dict[str, float] = {}
+    t = time.monotonic()
+    architecture = arch.parse_facts(architecture)
+    read_config(model_dir, architecture)
+    output = os.path.abspath(output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    exporter_name = f"torch {torch.__version__.split('+')[0]} {exporter}"
+    model, facts, prompt_ids, n_params = _load_checked(model_dir, architecture, prompt_ids, progress)
+    seconds["load"] = round(time.monotonic() - t, 3)
+    cfg = model.config
+    progress("load", 1.0, f"{n_params} parameters, {facts['num_layers']} layers")
+    # PyTorch's side of the parity gate first: the model can then be freed before
+    # onnxruntime loads the exported weights (peak ~1x the weights instead of ~2x).
+    ref = _torch_reference(model, prompt_ids, decode_steps, progress)
+    job = _Job(
+        model_dir, model, cfg, facts, architecture, getattr(model, "generation_config", None), exporter, exporter_name,
+        opset, proto_limit_bytes, Staging(output), seconds, progress, emit,
+        stamp_info={"applied": False} if exporter == "dynamo" and stamp_layers else None,
+    )
+    del model  # the job holds the only reference: it frees the weights after saving
+    try:
+        job.sizes = trace_sizes(facts, avoid=[architecture["slidingWindow"] or 0])
+        make_traceable(job.model)  # after the reference: the gate compares with HF's own rotary code
+        parity, io, tables, external = _export_until_gated(job, ref, atol, rtol)
+        finals = job.staging.commit(with_data=external)
+    except BaseException:
+        job.staging.abort()
+        raise
+    return _summary(job, output, finals, external, n_params, parity, io, tables)
+
+
+def _summary(job: _Job, output: str, finals: list[str], external: bool, n_params: int, parity, io, tables: int) -> dict[str, Any]:
+    return {
+        "output": output,
+        "files": _files(finals),
+        "externalData": external,
+        "seconds": job.seconds,
+        "peakRssBytes": peak_rss_bytes(),
+        "parameters": n_params,
+        "parity": parity,
+        "io": io,
+        "opset": job.opset,
+        "exporter": job.exporter_name,
+        "embeddingTables": tables,
+        "architecture": job.facts,
+        **({"stamp": job.stamp_info} if job.stamp_info is not None else {}),
+    }
+
+
+def _progress_to(emit: Emit | None) -> Callable[[str, float | None, str], None]:
     def progress(step: str, fraction: float | None, message: str) -> None:
         if emit:
             emit(step, fraction, message)
 
-    seconds: dict[str, float] = {}
-    t = time.monotonic()
-    architecture = arch.parse_facts(architecture)
-    config = read_config(model_dir, architecture)
-    output = os.path.abspath(output)
-    os.makedirs(os.path.dirname(output), exist_ok=True)
+    return progress
+
+
+def _load_checked(model_dir: str, architecture: dict[str, Any], prompt_ids: Sequence[int] | None, progress):
+    """The model, its facts (checked against the family's), the parity prompt and the parameter count."""
     progress("load", 0.0, f"loading {architecture['architecture']} from {model_dir}")
+    model = _load_for_export(model_dir)
+    facts = arch_facts(model.config)
+    _check_sizes(facts)
+    prompt_ids = _parity_prompt(prompt_ids, facts, model.config)
+    n_params = sum(p.numel() for p in model.parameters())
+    arch.check_model(model.config, n_params, architecture)
+    return model, facts, prompt_ids, n_params
+
+
+def _load_for_export(model_dir: str):
     try:
-        model = load_model(model_dir)
+        return load_model(model_dir)
     except BridgeError:
         raise
     except BaseException as e:
         if _is_oom(e):
             raise OutOfMemory(f"out of memory while loading the model: {_root_message(e)}", {"stage": "load"}) from None
         raise
-    cfg = model.config
-    facts = arch_facts(cfg)
-    generation = getattr(model, "generation_config", None)
+
+
+def _check_sizes(facts: dict[str, Any]) -> None:
     zero = [k for k, v in facts.items() if k != "max_position_embeddings" and _is_int(v) and v <= 0]
     if zero:
         raise InputError(f"the config has non-positive sizes: {', '.join(zero)}", {"facts": facts})
-    exporter_name = f"torch {torch.__version__.split('+')[0]} {exporter}"
+
+
+def _parity_prompt(prompt_ids: Sequence[int] | None, facts: dict[str, Any], cfg) -> Sequence[int]:
+    """The request's prompt (every id inside the vocabulary) or the default one."""
     if prompt_ids is None:
         prompt_ids = default_prompt(facts["vocab_size"], getattr(cfg, "bos_token_id", None))
     bad = [i for i in prompt_ids if not (0 <= i < facts["vocab_size"])]
     if bad:
         raise BadRequest(f"parity prompt ids outside [0, {facts['vocab_size']}): {bad[:5]}", {"bad": bad[:20]})
-    seconds["load"] = round(time.monotonic() - t, 3)
-    n_params = sum(p.numel() for p in model.parameters())
-    arch.check_model(cfg, n_params, architecture)
-    progress("load", 1.0, f"{n_params} parameters, {facts['num_layers']} layers")
-    # PyTorch's side of the parity gate first: the model can then be freed before
-    # onnxruntime loads the exported weights (peak ~1x the weights instead of ~2x).
+    return prompt_ids
+
+
+def _torch_reference(model, prompt_ids: Sequence[int], decode_steps: int, progress):
     progress("parity", 0.0, "PyTorch reference (prefill + greedy decode, and one uncached run)")
     try:
-        ref = reference(model, list(prompt_ids), decode_steps)
+        return reference(model, list(prompt_ids), decode_steps)
     except BaseException as e:
         if _is_oom(e):
             raise OutOfMemory(f"out of memory running the PyTorch model: {_root_message(e)}", {"stage": "parity"}) from None
         raise
 
-    staging = Staging(output)
+
+@dataclass
+class _Job:
+    """One export's state across its attempts (stamped first, then the full trace)."""
+
+    model_dir: str
+    model: Any  # None once its weights were freed after a save
+    cfg: Any
+    facts: dict[str, Any]
+    architecture: dict[str, Any]
+    generation: Any
+    exporter: str
+    exporter_name: str
+    opset: int
+    proto_limit_bytes: int
+    staging: Any
+    seconds: dict[str, float]
+    progress: Callable[[str, float | None, str], None]
+    emit: Emit | None
+    stamp_info: dict[str, Any] | None = None
+    sizes: tuple[int, int, int] = (0, 0, 0)
+    stamped: bool = False  # the current attempt's graph was stamped
+
+    def add_seconds(self, step: str, since: float) -> None:
+        self.seconds[step] = round(self.seconds.get(step, 0.0) + time.monotonic() - since, 3)
+
+    def fall_back(self, reason: str) -> None:
+        """The stamped attempt failed: the next one traces every layer."""
+        self.stamp_info.update(applied=False, reason=reason)
+
+
+def _export_until_gated(job: _Job, ref, atol: float, rtol: float) -> tuple[dict[str, Any], dict[str, Any], int, bool]:
+    """Stamping first (dynamo only); the full trace when it cannot be done or its graph fails a check
+    or the gate. Returns the parity record, the I/O summary, the embedding-table count, and whether
+    the weights went to an external data file."""
+    while True:
+        graph = _traced_graph(job)
+        if graph is None:
+            continue
+        onnx_model, io, tables = graph
+        del graph
+        t = time.monotonic()
+        weights = initializer_bytes(onnx_model)
+        external = weights + GRAPH_MARGIN_BYTES > job.proto_limit_bytes
+        job.progress("save", 0.0, f"{weights} bytes of weights, {'external data file' if external else 'single file'}")
+        save_model(onnx_model, job.staging.onnx_path, external, job.emit)
+        _drop_weights(onnx_model)
+        del onnx_model
+        _free_model(job)
+        if not external and os.path.getsize(job.staging.onnx_path) > job.proto_limit_bytes:
+            raise ExportFailed("the single-file model exceeds protoLimitBytes", {"bytes": os.path.getsize(job.staging.onnx_path)})
+        job.add_seconds("save", t)
+        job.progress("save", 1.0, "saved")
+        parity = _gate(job, ref, atol, rtol)
+        if parity is not None:
+            return parity, io, tables, external
+
+
+def _traced_graph(job: _Job) -> tuple[Any, dict[str, Any], int] | None:
+    """One attempt's finished graph with its I/O summary and table count, or None when a stamped
+    graph failed a check (the next attempt traces every layer)."""
+    stamped = job.stamp_info is not None and job.stamp_info.get("reason") is None
+    if job.model is None:  # freed by a stamped attempt whose parity failed
+        job.model = load_model(job.model_dir)
+        make_traceable(job.model)
+    t = time.monotonic()
+    onnx_model = _stamped_graph(job.model, job.facts, job.opset, job.sizes, job.stamp_info, job.progress) if stamped else None
+    job.stamped = onnx_model is not None
+    if onnx_model is None:
+        onnx_model = _full_graph(job.model, job.facts, job.exporter, job.opset, job.sizes, job.staging.dir, job.progress)
     try:
-        sizes = trace_sizes(facts, avoid=[architecture["slidingWindow"] or 0])
-        make_traceable(model)  # after the reference: the gate compares with HF's own rotary code
-        # Stamping first (dynamo only); the full trace when it cannot be done or its gate fails.
-        stamp_info: dict[str, Any] | None = {"applied": False} if exporter == "dynamo" and stamp_layers else None
-        while True:
-            stamped = stamp_info is not None and stamp_info.get("reason") is None
-            if model is None:  # freed by a stamped attempt whose parity failed
-                model = load_model(model_dir)
-                make_traceable(model)
-            t = time.monotonic()
-            onnx_model = _stamped_graph(model, facts, opset, sizes, stamp_info, progress) if stamped else None
-            stamped = onnx_model is not None
-            if onnx_model is None:
-                onnx_model = _full_graph(model, facts, exporter, opset, sizes, staging.dir, progress)
-            try:
-                io, tables = _finish_graph(onnx_model, cfg, facts, exporter_name, architecture, generation)
-            except ExportFailed as e:
-                if not stamped:
-                    raise
-                seconds["export"] = round(seconds.get("export", 0.0) + time.monotonic() - t, 3)
-                stamp_info.update(applied=False, reason=f"the stamped graph failed a check: {e.message}")
-                continue
-            seconds["export"] = round(seconds.get("export", 0.0) + time.monotonic() - t, 3)
-            progress("trace", 1.0, f"graph with {len(onnx_model.graph)} nodes" + (f", stamped from {len(stamp_info['templateLayers'])} traced layer(s)" if stamped else ""))
+        io, tables = _finish_graph(onnx_model, job.cfg, job.facts, job.exporter_name, job.architecture, job.generation)
+    except ExportFailed as e:
+        if not job.stamped:
+            raise
+        job.add_seconds("export", t)
+        job.fall_back(f"the stamped graph failed a check: {e.message}")
+        return None
+    job.add_seconds("export", t)
+    stamp_note = f", stamped from {len(job.stamp_info['templateLayers'])} traced layer(s)" if job.stamped else ""
+    job.progress("trace", 1.0, f"graph with {len(onnx_model.graph)} nodes" + stamp_note)
+    return onnx_model, io, tables
 
-            # ---- save (into the staging folder)
-            t = time.monotonic()
-            weights = initializer_bytes(onnx_model)
-            external = weights + GRAPH_MARGIN_BYTES > proto_limit_bytes
-            progress("save", 0.0, f"{weights} bytes of weights, {'external data file' if external else 'single file'}")
-            save_model(onnx_model, staging.onnx_path, external, emit)
-            _drop_weights(onnx_model)
-            _free_torch_weights(model)
-            del onnx_model, model
-            model = None
-            _release_export_caches()
-            gc.collect()
-            if not external and os.path.getsize(staging.onnx_path) > proto_limit_bytes:
-                raise ExportFailed("the single-file model exceeds protoLimitBytes", {"bytes": os.path.getsize(staging.onnx_path)})
-            seconds["save"] = round(seconds.get("save", 0.0) + time.monotonic() - t, 3)
-            progress("save", 1.0, "saved")
 
-            # ---- parity gate, on the staged files
-            t = time.monotonic()
-            try:
-                parity = check_parity(ref, staging.onnx_path, atol=atol, rtol=rtol, emit=emit)
-            except ParityFailed as e:
-                if not stamped:
-                    raise
-                seconds["parity"] = round(seconds.get("parity", 0.0) + time.monotonic() - t, 3)
-                stamp_info.update(applied=False, reason=f"the stamped model failed the parity gate: {e.message}")
-                progress("trace", None, "stamped model failed the parity gate; tracing every layer")
-                for path in (staging.onnx_path, staging.data_path):
-                    if os.path.exists(path):
-                        os.remove(path)
-                continue
-            except BridgeError:
-                raise
-            except BaseException as e:
-                if _is_oom(e):
-                    raise OutOfMemory(f"out of memory during the parity check: {_root_message(e)}", {"stage": "parity"}) from None
-                raise
-            break
-        window = architecture["slidingWindow"]
-        if window:
-            parity["slidingWindow"] = window
-            parity["exceedsSlidingWindow"] = parity["positions"] > window
-        seconds["parity"] = round(seconds.get("parity", 0.0) + time.monotonic() - t + ref.seconds, 3)
+def _free_model(job: _Job) -> None:
+    """Free the torch weights once the graph is saved, before onnxruntime loads its own copy."""
+    _free_torch_weights(job.model)
+    job.model = None
+    _release_export_caches()
+    gc.collect()
 
-        finals = staging.commit(with_data=external)
-    except BaseException:
-        staging.abort()
+
+def _gate(job: _Job, ref, atol: float, rtol: float) -> dict[str, Any] | None:
+    """The parity record of the staged files, or None when a stamped model failed it (its files are
+    removed; the next attempt traces every layer)."""
+    t = time.monotonic()
+    try:
+        parity = check_parity(ref, job.staging.onnx_path, atol=atol, rtol=rtol, emit=job.emit)
+    except ParityFailed as e:
+        if not job.stamped:
+            raise
+        job.add_seconds("parity", t)
+        job.fall_back(f"the stamped model failed the parity gate: {e.message}")
+        job.progress("trace", None, "stamped model failed the parity gate; tracing every layer")
+        for path in (job.staging.onnx_path, job.staging.data_path):
+            if os.path.exists(path):
+                os.remove(path)
+        return None
+    except BridgeError:
         raise
-    return {
-        "output": output,
-        "files": _files(finals),
-        "externalData": external,
-        "seconds": seconds,
-        "peakRssBytes": peak_rss_bytes(),
-        "parameters": n_params,
-        "parity": parity,
-        "io": io,
-        "opset": opset,
-        "exporter": exporter_name,
-        "embeddingTables": tables,
-        "architecture": facts,
-        **({"stamp": stamp_info} if stamp_info is not None else {}),
-    }
+    except BaseException as e:
+        if _is_oom(e):
+            raise OutOfMemory(f"out of memory during the parity check: {_root_message(e)}", {"stage": "parity"}) from None
+        raise
+    window = job.architecture["slidingWindow"]
+    if window:
+        parity["slidingWindow"] = window
+        parity["exceedsSlidingWindow"] = parity["positions"] > window
+    job.seconds["parity"] = round(job.seconds.get("parity", 0.0) + time.monotonic() - t + ref.seconds, 3)
+    return parity
 
 
 def _stamped_graph(model, facts, opset: int, sizes, info: dict[str, Any], progress) -> Any:

@@ -214,16 +214,10 @@ def find_embedding(gi: GraphIndex) -> EmbeddingInfo | None:
         if idx == 1 and fused_matmul_const_b(consumer, gi) is True:
             tied.append((consumer, None))  # com.microsoft.FusedMatMul(transB=1): a fused tied head
             continue
-        if consumer.op_type == "Transpose" and idx == 0:
-            perm = next((list(a.ints) for a in consumer.attribute if a.name == "perm"), [1, 0])
-            if perm == [1, 0]:
-                users = gi.consumers.get(consumer.output[0], [])
-                if users and all(u.op_type == "MatMul" and i == 1 and u.domain in ("", "ai.onnx") for u, i in users) and (
-                    consumer.output[0] not in gi.graph_outputs
-                ):
-                    for u, _ in users:
-                        tied.append((u, consumer))
-                    continue
+        if idx == 0 and transpose_feeds_matmuls(consumer, gi):
+            for u, _ in gi.consumers[consumer.output[0]]:
+                tied.append((u, consumer))
+            continue
         raise UnsupportedEmbedding(
             f"embedding table {table!r} has an unsupported consumer {consumer.op_type} "
             f"({consumer.name or consumer.output[0]!r}, input {idx})"
@@ -249,6 +243,68 @@ def fused_matmul_const_b(n: onnx.NodeProto, gi: GraphIndex) -> bool | None:
     if "alpha" in at and at["alpha"].f != 1.0:
         return None
     return bool("transB" in at and at["transB"].i)
+
+
+def is_standard(n: onnx.NodeProto) -> bool:
+    return n.domain in ("", "ai.onnx")
+
+
+def transpose_feeds_matmuls(tr: onnx.NodeProto, gi: GraphIndex) -> bool:
+    """A 2-D Transpose (perm [1, 0]) whose output is read only as B of plain MatMuls (and is no
+    graph output): a quantizer can drop it and quantize the transposed initializer instead."""
+    if tr.op_type != "Transpose" or not is_standard(tr) or not tr.output:
+        return False
+    perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), [1, 0])
+    users = gi.consumers.get(tr.output[0], [])
+    return (
+        perm == [1, 0]
+        and bool(users)
+        and all(u.op_type == "MatMul" and i == 1 and is_standard(u) for u, i in users)
+        and tr.output[0] not in gi.graph_outputs
+    )
+
+
+@dataclass
+class MatMulWeight:
+    """The initializer behind a MatMul's B: [K, N], or [N, K] when ``transposed``."""
+
+    node: onnx.NodeProto
+    weight: str
+    transposed: bool
+    transpose: onnx.NodeProto | None = None  # the Transpose between them (a rewrite drops it)
+
+
+def matmul_weight(n: onnx.NodeProto, gi: GraphIndex, direct_only: bool = False) -> MatMulWeight | None:
+    """The initializer B of a plain two-input MatMul reads directly; unless ``direct_only``, also
+    one read through a Transpose (transpose_feeds_matmuls) and the B of a com.microsoft.FusedMatMul
+    that is A @ B or A @ Bᵀ. Any dtype and rank (quantizable_matmuls filters them)."""
+    if is_standard(n) and n.op_type == "MatMul" and len(n.input) == 2:
+        w = n.input[1]
+        if w in gi.inits:
+            return MatMulWeight(n, w, False)
+        p = gi.producer.get(w)
+        if not direct_only and p is not None and p.input and p.input[0] in gi.inits and transpose_feeds_matmuls(p, gi):
+            return MatMulWeight(n, p.input[0], True, p)
+        return None
+    trans_b = None if direct_only else fused_matmul_const_b(n, gi)
+    return None if trans_b is None else MatMulWeight(n, n.input[1], trans_b)
+
+
+def quantizable_matmuls(gi: GraphIndex, notes: list[str], direct_only: bool = False) -> dict[str, MatMulWeight]:
+    """MatMul output -> its weight, for every MatMul sphana's quantizers rewrite: B a float32
+    rank-2 initializer (see matmul_weight). A float weight of another rank is left in float, with a
+    note."""
+    found: dict[str, MatMulWeight] = {}
+    for n in gi.model.graph.node:
+        mw = matmul_weight(n, gi, direct_only) if n.output else None
+        if mw is None or gi.inits[mw.weight].data_type != TensorProto.FLOAT:
+            continue
+        rank = len(gi.inits[mw.weight].dims)
+        if rank != 2:
+            notes.append(f"MatMul {n.name or n.output[0]!r}: weight {mw.weight!r} is rank {rank}; left in float")
+            continue
+        found[n.output[0]] = mw
+    return found
 
 
 class UnsupportedEmbedding(Exception):

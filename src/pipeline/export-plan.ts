@@ -15,7 +15,7 @@ import type { ExportOptions } from './export-pipeline.js';
 import { readJson } from '../tokenizer/special-tokens.js';
 import { type ModelSource, resolveSource } from './source.js';
 import { StateStore } from './state.js';
-import { stepPrints } from './step-prints.js';
+import { exportFacts, exportInputDir, stepPrints } from './step-prints.js';
 
 /** Measured on `llama-3.2-1b --synthetic full` (bench/results/export.md): every step's peak RSS ≤ 1.35× the fp32 model. */
 export const PEAK_MEMORY_RATIO = 1.35;
@@ -167,7 +167,7 @@ export async function gatherPlanFacts(o: PlanOptions): Promise<PlanFacts> {
   const upToDate: Record<string, boolean> = {};
   if (source && existsSync(join(dir, '.sphana-state.json'))) {
     const state = new StateStore(dir);
-    const prints = stepPrints({ identity: source.identity, exporter: o.exporter, optimize: o.optimize ?? 'none', precision: o.precision, strategy: o.strategy, quant: o.quant });
+    const prints = stepPrints({ identity: source.identity, exporter: o.exporter, optimize: o.optimize ?? 'none', precision: o.precision, strategy: o.strategy, quant: o.quant, architecture: exportFacts(exportInputDir(source.dir, dir)) });
     upToDate.weights = !!state.upToDate('weights', prints.weights);
     upToDate.export = !!state.upToDate('export', prints.export);
     if ((o.optimize ?? 'none') !== 'none') upToDate.optimize = !!state.upToDate('optimize', prints.optimize);

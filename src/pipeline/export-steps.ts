@@ -10,7 +10,7 @@ import { fsyncPath, renameDurable, writeFileAtomic } from '../artifacts/files.js
 import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, type ManifestInput, writeManifest } from '../manifest/build.js';
 import type { Manifest, Precision } from '../manifest/schema.js';
-import { describeArchitecture, factsFor, type HfConfig } from '../models/index.js';
+import { describeArchitecture, type HfConfig } from '../models/index.js';
 import { type ExportResult, bridgeExport, bridgeVersions } from '../python/entry-points.js';
 import type { BridgeEnvironment } from '../python/environment.js';
 import { type QuantizeReport, protoLimitBytes, quantizeModel } from '../quantize/run.js';
@@ -26,7 +26,7 @@ import { type GgufConversion, convertGguf } from './gguf-weights.js';
 import { type OptimizeSummary, optimizeStep } from './optimize-step.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore } from './state.js';
-import { type StepPrints, stepPrints } from './step-prints.js';
+import { type StepPrints, exportFacts, exportInputDir, stepPrints } from './step-prints.js';
 import { StepRunner } from './step-runner.js';
 
 export const MODEL_FILE = 'llm_generator.onnx';
@@ -67,15 +67,23 @@ export async function startRun(options: ExportOptions, dir: string): Promise<Exp
   const bridge = async () => (env ??= await environmentStep(events, { signal: options.signal, record: (seconds) => steps.timings.push({ step: 'environment', seconds, skipped: false }) }));
   await bridge(); // every run needs it (at least for the tool versions); its own step, before the others' spinners
   const optimize = options.optimize ?? 'none';
-  const prints = stepPrints({ identity: source.identity, exporter: options.exporter, optimize, precision: options.precision, strategy: options.strategy, quant: options.quant });
   const modelPath = join(onnxDir, MODEL_FILE);
+  const hfDir = () => exportInputDir(source.dir, dir);
   return {
-    options, dir, onnxDir, workDir, state, steps, source, prints, optimize, bridge,
-    hfDir: () => source.dir ?? join(workDir, 'hf'),
+    options, dir, onnxDir, workDir, state, steps, source, prints: printsOf(options, source, optimize, hfDir()), optimize, bridge,
+    hfDir,
     modelPath,
     exportPath: optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE),
     quantPath: join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`)),
   };
+}
+
+/** The run's step fingerprints; the export's includes the facts of the folder it reads, once that folder exists. */
+function printsOf(options: ExportOptions, source: ModelSource, optimize: OptimizeMode, hfDir: string): StepPrints {
+  return stepPrints({
+    identity: source.identity, exporter: options.exporter, optimize, precision: options.precision, strategy: options.strategy,
+    quant: options.quant, architecture: exportFacts(hfDir),
+  });
 }
 
 /** The `weights` step (GGUF → fp32 folder, or synthetic weights), run only when a step that needs the weights has to run. */
@@ -104,6 +112,7 @@ export async function prepareWeights(run: ExportRun): Promise<void> {
   if (source.synthetic && existsSync(join(hf, 'config.json'))) source.dir = hf;
   if (options.force || !state.upToDate('export', prints.export) || !state.upToDate('assemble', prints.assemble)
     || (run.optimize !== 'none' && !state.upToDate('optimize', prints.optimize))) await ensureWeights();
+  run.prints = printsOf(options, source, run.optimize, run.hfDir()); // the weights' folder may exist only now: its facts enter the export's fingerprint
   if (source.gguf) {
     // The file's facts go into the manifest even when every step that needs the weights is up to date.
     run.converted ??= state.resultOf('weights', prints.weights) as GgufConversion | undefined;
@@ -123,7 +132,7 @@ export function exportStep(run: ExportRun): Promise<ExportResult> {
       sweepStaging(dirname(exportPath));
       const unsweep = sweepOnExit(dirname(exportPath));
       const result = await bridgeExport(await run.bridge(), {
-        modelDir: run.hfDir(), output: exportPath, architecture: factsFor(readJson<HfConfig>(join(run.hfDir(), 'config.json'), 'model config')), exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
+        modelDir: run.hfDir(), output: exportPath, architecture: exportFacts(run.hfDir(), true)!, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
       }, { signal: options.signal, onProgress: (p) => options.events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
       for (const f of [exportPath, `${exportPath}.data`, dirname(exportPath)]) if (existsSync(f)) fsyncPath(f);

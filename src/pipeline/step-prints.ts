@@ -1,5 +1,9 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ArchitectureFacts, type HfConfig, factsFor } from '../models/index.js';
 import { requirementsHash } from '../python/paths.js';
 import { protoLimitBytes } from '../quantize/run.js';
+import { readJson } from '../tokenizer/special-tokens.js';
 import { fingerprint } from './state.js';
 
 /** What the export's step fingerprints depend on. */
@@ -10,6 +14,12 @@ export interface PrintInputs {
   precision: string;
   strategy: string;
   quant?: Record<string, unknown>;
+  /**
+   * The architecture facts the export request carries (exportFacts), or null while the folder the
+   * export reads does not exist yet (synthetic or GGUF weights before their `weights` step): a
+   * family whose facts changed re-exports instead of reusing an export made under the old facts.
+   */
+  architecture: ArchitectureFacts | null;
 }
 
 export interface StepPrints {
@@ -27,7 +37,7 @@ export interface StepPrints {
  */
 export function stepPrints(i: PrintInputs): StepPrints {
   const weightsPrint = fingerprint({ identity: i.identity, requirements: requirementsHash() });
-  const exportPrint = fingerprint({ weightsPrint, exporter: i.exporter, limit: protoLimitBytes(), ...(i.optimize === 'none' ? {} : { exportPath: 'unfused' }) });
+  const exportPrint = fingerprint({ weightsPrint, exporter: i.exporter, limit: protoLimitBytes(), architecture: i.architecture, ...(i.optimize === 'none' ? {} : { exportPath: 'unfused' }) });
   const optimizePrint = fingerprint({ exportPrint, optimize: i.optimize });
   const assemblePrint = fingerprint({ weightsPrint, exportPrint });
   const quantPrint = fingerprint({ exportPrint, optimizePrint, precision: i.precision, strategy: i.strategy, quant: i.quant ?? {} });
@@ -35,4 +45,18 @@ export function stepPrints(i: PrintInputs): StepPrints {
     weights: weightsPrint, export: exportPrint, optimize: optimizePrint, assemble: assemblePrint, quantize: quantPrint,
     verify: (files) => fingerprint({ quantPrint, assemblePrint, files }),
   };
+}
+
+/** The Hugging Face folder the export step reads: the source's own, else the work folder's (converted or synthesized weights). */
+export function exportInputDir(sourceDir: string | undefined, artifactDir: string): string {
+  return sourceDir ?? join(artifactDir, '.sphana-work', 'hf');
+}
+
+/**
+ * The architecture facts of the export request for the folder `hfDir`: null when it has no
+ * config.json yet, unless `required` (then its absence is the usual missing-config error).
+ */
+export function exportFacts(hfDir: string, required = false): ArchitectureFacts | null {
+  const path = join(hfDir, 'config.json');
+  return required || existsSync(path) ? factsFor(readJson<HfConfig>(path, 'model config')) : null;
 }
