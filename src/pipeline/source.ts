@@ -132,7 +132,7 @@ export async function synthesizeWeights(source: ModelSource, target: string, env
         eosTokenIds: [...new Set([...idList(g.eos_token_id), ...idList(c.eos_token_id)])],
         padTokenId: (g.pad_token_id ?? c.pad_token_id ?? null) as number | null,
         outDir: staging,
-        modelType: c.model_type ?? 'llama',
+        modelType: c.model_type ?? familyFor(c).id,
       }, progress);
     }
     rmSync(target, { recursive: true, force: true });
