@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT, testPython } from '../helpers/paths.js';
-import { REQUEST_FIELDS, fields } from '../../src/python/entry-points.js';
+import { REQUEST_FIELDS, fields } from '../../src/python/bridge-requests.js';
 import { QUANT_DEFAULTS, SHARED_VOCABULARY } from '../../src/vocabulary.js';
 
 interface BridgeContract {
