@@ -169,6 +169,19 @@ def _embedding_node_maps(
     return tied, drop, gathers
 
 
+def _embedding_summary(emb: graphutil.EmbeddingInfo, table: str) -> dict:
+    """The summary keys every embedding rewrite reports (its own layout keys follow)."""
+    return {
+        "table": emb.table,
+        "vocab": emb.vocab,
+        "hidden": emb.hidden,
+        "tied": bool(emb.tied_heads),
+        "gathers": len(emb.gathers),
+        "tiedHeads": len(emb.tied_heads),
+        "quantizedTable": table,
+    }
+
+
 def _row_chunks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
     step = max(1, ROW_CHUNK_BYTES // max(1, row_bytes))
     return [(r, min(rows, r + step)) for r in range(0, rows, step)]
@@ -784,13 +797,7 @@ class Engine:
         self.jobs.append(Job(names=[table, scales3] + ([scales2] if scales2 else []), cost=tensor_nbytes(t), fn=fn,
                              label=emb.table))
         self.embedding_summary = {
-            "table": emb.table,
-            "vocab": V,
-            "hidden": H,
-            "tied": bool(emb.tied_heads),
-            "gathers": len(emb.gathers),
-            "tiedHeads": len(emb.tied_heads),
-            "quantizedTable": table,
+            **_embedding_summary(emb, table),
             "bits": bits,
             "layout": f"uint8 [vocab, {kb}, {bs * bits // 8}] symmetric {bits}-bit blocks of {bs} (MatMulNBits layout), "
             f"scales [vocab, {kb}, 1]",
@@ -846,13 +853,7 @@ class Engine:
 
         self.jobs.append(Job(names=[table, scales], cost=tensor_nbytes(t), fn=fn, label=emb.table))
         self.embedding_summary = {
-            "table": emb.table,
-            "vocab": V,
-            "hidden": H,
-            "tied": bool(emb.tied_heads),
-            "gathers": len(emb.gathers),
-            "tiedHeads": len(emb.tied_heads),
-            "quantizedTable": table,
+            **_embedding_summary(emb, table),
             "layout": "int8 [hidden, vocab] (transposed), symmetric per-token scales [vocab]",
             "scales": scales,
         }
