@@ -423,16 +423,7 @@ class Engine:
         opts = self.opts
         emb = None
         if opts.split_embedding:
-            try:
-                emb = graphutil.find_embedding(gi)
-            except graphutil.UnsupportedEmbedding as e:
-                raise QuantizationError(str(e)) from None
-            if emb is None:
-                raise QuantizationError(
-                    "embedding-split: no token-embedding Gather found (a Gather on a 2-D float "
-                    "initializer whose indices come from a graph input such as input_ids)"
-                )
-            self.embedding = emb
+            emb = self.embedding = self._required_embedding()
 
         # MatMuls with a direct rank-2 float32 initializer weight
         found = graphutil.quantizable_matmuls(gi, self.notes, direct_only=True)
@@ -550,22 +541,29 @@ class Engine:
 
     # ---- weight-only (MatMulNBits) ---------------------------------------------------
 
-    def _find_embedding_weight_only(self) -> graphutil.EmbeddingInfo | None:
-        """Every weight-only strategy quantizes the token embedding (its table is shared by
-        the Gather and a tied head); only embedding-split insists on finding one."""
+    def _required_embedding(self) -> graphutil.EmbeddingInfo:
+        """embedding-split's token embedding: found, or the quantization fails."""
         try:
             emb = graphutil.find_embedding(self.gi)
         except graphutil.UnsupportedEmbedding as e:
-            if self.opts.split_embedding:
-                raise QuantizationError(str(e)) from None
-            self.notes.append(f"token embedding left in float: {e}")
-            return None
-        if emb is None and self.opts.split_embedding:
+            raise QuantizationError(str(e)) from None
+        if emb is None:
             raise QuantizationError(
                 "embedding-split: no token-embedding Gather found (a Gather on a 2-D float "
                 "initializer whose indices come from a graph input such as input_ids)"
             )
         return emb
+
+    def _find_embedding_weight_only(self) -> graphutil.EmbeddingInfo | None:
+        """Every weight-only strategy quantizes the token embedding (its table is shared by
+        the Gather and a tied head); only embedding-split insists on finding one."""
+        if self.opts.split_embedding:
+            return self._required_embedding()
+        try:
+            return graphutil.find_embedding(self.gi)
+        except graphutil.UnsupportedEmbedding as e:
+            self.notes.append(f"token embedding left in float: {e}")
+            return None
 
     def _head_outputs(self) -> set[str]:
         """Outputs of MatMuls that produce a graph output (through layout-only ops): the LM head."""
