@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The sphana command: a thin launcher for the compiled CLI in dist/ (start-up: bench/startup.ts).
 // - `sphana --version` answers from package.json without loading the CLI.
-// - `sphana inspect FILE...` with only the global flags runs without commander (src/cli/fast-path.ts);
+// - `sphana inspect FILE...` with only the global flags runs without commander (src/cli/fast-path.ts),
+//   from one bundled script with a V8 code cache when the bundle is current (scripts/bundle-fast-path.js);
 //   every other shape of the line (--help, a usage error, another command) goes to the full CLI.
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
@@ -12,17 +13,80 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
 
 const notBuilt = (error) => error && error.code === 'ERR_MODULE_NOT_FOUND' && /dist\/src\/cli\/(main|fast-path)\.js/.test(String(error.message));
 
+/**
+ * The fast path from its bundle (dist/src/cli/fast-path.bundle.js, scripts/bundle-fast-path.js):
+ * the same modules in one script, compiled with a V8 code cache kept in the cache folder, which
+ * saves most of loading them one by one (bench/results/startup.md). Taken only while every input
+ * of the bundle has the size and mtime it was built from; otherwise (a bare `tsc -p .` since, or no
+ * bundle) undefined, and the modules are imported as they are.
+ */
+async function bundledFastPath() {
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  const { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+  const { dirname, join } = require('node:path');
+  const { fileURLToPath } = require('node:url');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const file = join(root, 'dist/src/cli/fast-path.bundle.js');
+  let text;
+  let header;
+  try {
+    text = readFileSync(file, 'utf8');
+    header = JSON.parse(text.slice(2, text.indexOf('\n')));
+  } catch {
+    return undefined;
+  }
+  for (const [path, size, mtimeMs] of header.inputs) {
+    const s = statSync(join(root, path), { throwIfNoEntry: false });
+    if (!s || s.size !== size || s.mtimeMs !== mtimeMs) return undefined;
+  }
+  // As src/python/paths.ts's cacheDir(). Named by the bundle's sha256 and node's version: V8
+  // refuses data from another V8 or other flags (then it is written again), not a changed source.
+  const env = process.env;
+  const cache = env.SPHANA_CACHE_DIR || (env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'sphana') : join(require('node:os').homedir(), '.cache', 'sphana'));
+  const cacheFile = join(cache, 'startup', `fast-path-${header.hash}-${process.version}-${process.arch}.v8`);
+  let cachedData;
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {
+    cachedData = undefined;
+  }
+  const script = new (require('node:vm').Script)(text, { filename: file, cachedData });
+  const fast = script.runInThisContext()(require, (specifier) => import(specifier), dirname(file));
+  const fresh = cachedData === undefined || script.cachedDataRejected;
+  // Written after the command ran, so the functions it compiled are in it; atomically (a rename).
+  const saveCache = () => {
+    if (!fresh) return;
+    try {
+      mkdirSync(dirname(cacheFile), { recursive: true });
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, script.createCachedData());
+      renameSync(tmp, cacheFile);
+    } catch {
+      // A read-only or missing cache folder only costs the next start its compile.
+    }
+  };
+  return { fast, saveCache };
+}
+
 async function fastPath() {
   if (!args.includes('inspect')) return undefined;
-  let fast;
-  try {
-    fast = await import('../dist/src/cli/fast-path.js');
-  } catch (error) {
-    if (notBuilt(error)) return undefined; // the full CLI's import says so
-    throw error;
+  // --verbose prints stacks: they name the modules in dist/ only when those are what runs.
+  const bundled = args.includes('--verbose') ? undefined : await bundledFastPath();
+  let fast = bundled?.fast;
+  if (!fast) {
+    try {
+      fast = await import('../dist/src/cli/fast-path.js');
+    } catch (error) {
+      if (notBuilt(error)) return undefined; // the full CLI's import says so
+      throw error;
+    }
   }
   const parsed = fast.parseFast(args);
-  return parsed ? fast.runFast(parsed) : undefined;
+  if (!parsed) return undefined;
+  const code = await fast.runFast(parsed);
+  bundled?.saveCache();
+  return code;
 }
 
 const fastExit = await fastPath();

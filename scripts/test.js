@@ -32,6 +32,9 @@ function testFiles(dir) {
   });
 }
 
+// The inspect fast path's bundle (bin/sphana.js takes it only when it matches dist/, so after a
+// bare `tsc -p .` it would be skipped): rebuilt here so the tests run what a build ships.
+run(process.execPath, [join(root, 'scripts/bundle-fast-path.js')]);
 const py = await python();
 log(`python: ${py}`);
 run(py, ['fixtures/make_fixtures.py', 'fixtures/generated']);

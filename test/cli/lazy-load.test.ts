@@ -47,16 +47,41 @@ test('sphana --version loads nothing but the launcher', () => {
   assert.deepEqual(ours.map((m) => m.replace(/^file:\/\//, '').replace(ROOT, '')), ['bin/sphana.js']);
 });
 
-test('sphana inspect loads the reader, not protobufjs, ora, execa, onnxruntime-node or the tokenizers', () => {
+/** The modules the fast path's bundle holds (its first line, scripts/bundle-fast-path.js), as paths from the root. */
+function bundleInputs(): string[] {
+  const text = readFileSync(join(ROOT, 'dist/src/cli/fast-path.bundle.js'), 'utf8');
+  return (JSON.parse(text.slice(2, text.indexOf('\n'))) as { inputs: Array<[string, number, number]> }).inputs.map(([p]) => p);
+}
+
+/** What `sphana inspect` may load: the reader, and no package, other command or the full CLI. */
+function checkInspectSet(modules: string[]): void {
+  assert.deepEqual(heavyIn(modules), []);
+  assert.ok(modules.some((m) => m.endsWith('dist/src/onnx/summary.js')), 'the reader was loaded');
+  assert.ok(!modules.some((m) => m.includes('dist/src/commands/export.js') || m.includes('dist/src/verify/')), 'no other command');
+  // The launcher's fast path (src/cli/fast-path.ts): no commander, no chalk, no package at all.
+  assert.deepEqual(modules.filter((m) => m.includes('node_modules/')), []);
+  assert.ok(!modules.some((m) => m.endsWith('dist/src/cli/main.js')), 'the full CLI is not loaded');
+}
+
+test('sphana inspect runs its bundle: the loaders load the launcher only; the bundle holds the reader, not protobufjs, ora, execa, onnxruntime-node or the tokenizers', () => {
   const r = loaded(['inspect', '--json', fixture('valid/mlp.onnx')]);
   assert.equal(r.exitCode, 0);
   assert.equal(JSON.parse(r.stdout).nodeCount > 0, true);
-  assert.deepEqual(heavyIn(r.modules), []);
-  assert.ok(r.modules.some((m) => m.endsWith('dist/src/onnx/summary.js')), 'the reader was loaded');
-  assert.ok(!r.modules.some((m) => m.includes('dist/src/commands/export.js') || m.includes('dist/src/verify/')), 'no other command');
-  // The launcher's fast path (src/cli/fast-path.ts): no commander, no chalk, no package at all.
-  assert.deepEqual(r.modules.filter((m) => m.includes('node_modules/')), []);
-  assert.ok(!r.modules.some((m) => m.endsWith('dist/src/cli/main.js')), 'the full CLI is not loaded');
+  const ours = r.modules.filter((m) => !m.startsWith('node:'));
+  assert.deepEqual(ours.map((m) => m.replace(/^file:\/\//, '').replace(ROOT, '')), ['bin/sphana.js']);
+  const inputs = bundleInputs();
+  checkInspectSet(inputs);
+  // The 26 modules of the fast path, plus the .proto and the tables the bundle embeds.
+  assert.deepEqual(inputs.filter((p) => !p.endsWith('.js')), ['src/onnx/onnx.proto', 'src/onnx/onnx-schema.json']);
+  assert.equal(inputs.length, 28, inputs.join(', '));
+});
+
+test('sphana inspect --verbose (stacks name the modules) imports the same set one by one', () => {
+  const r = loaded(['inspect', '--verbose', '--json', fixture('valid/mlp.onnx')]);
+  assert.equal(r.exitCode, 0);
+  checkInspectSet(r.modules);
+  const ours = r.modules.filter((m) => m.includes('/dist/src/')).map((m) => m.replace(/^file:\/\//, '').replace(ROOT, '')).sort();
+  assert.deepEqual(ours, bundleInputs().filter((p) => p.endsWith('.js')).sort());
 });
 
 test('no command loads chalk (src/cli/colour.ts writes the same codes)', () => {
