@@ -33,7 +33,10 @@ function loaded(args: string[]): { exitCode: number; modules: string[]; stdout: 
   const r = spawnSync(process.execPath, ['--import', join(dir, 'register.mjs'), BIN, ...args], {
     cwd: ROOT, encoding: 'utf8', env: { ...process.env, SPHANA_LOADED_LOG: log },
   });
-  return { exitCode: r.status ?? -1, stdout: r.stdout, modules: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+  // The CommonJS launcher is seen by both hooks (with --import node runs it through the ES loader,
+  // which hands it to Module._load): each module is listed once.
+  const modules = [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean).map((m) => m.replace(/^file:\/\//, '')))];
+  return { exitCode: r.status ?? -1, stdout: r.stdout, modules };
 }
 
 const HEAVY = ['node_modules/ora/', 'node_modules/protobufjs/', 'node_modules/execa/', 'node_modules/onnxruntime-node/', 'node_modules/@huggingface/tokenizers/', 'node_modules/@lenml/'];
