@@ -16,6 +16,9 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
 
 const notBuilt = (error) => error && error.code === 'ERR_MODULE_NOT_FOUND' && /dist\/src\/cli\/(main|fast-path)\.js/.test(String(error.message));
 
+/** Code caches kept in <cache>/startup (one per bundle build and node version). */
+const KEEP_CODE_CACHES = 8;
+
 /**
  * The fast path from its bundle (dist/src/cli/fast-path.bundle.js, scripts/bundle-fast-path.js):
  * the same modules in one script, compiled with a V8 code cache kept in the cache folder, which
@@ -24,7 +27,7 @@ const notBuilt = (error) => error && error.code === 'ERR_MODULE_NOT_FOUND' && /d
  * bundle) undefined, and the modules are imported as they are.
  */
 function bundledFastPath() {
-  const { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+  const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
   const { dirname, join } = require('node:path');
   const root = join(__dirname, '..');
   const file = join(root, 'dist/src/cli/fast-path.bundle.js');
@@ -62,6 +65,11 @@ function bundledFastPath() {
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       writeFileSync(tmp, script.createCachedData());
       renameSync(tmp, cacheFile);
+      // Each build names a new file: keep the newest few (checkouts may share the cache folder).
+      const folder = dirname(cacheFile);
+      const old = readdirSync(folder).filter((name) => /^fast-path-.*\.v8(\.\d+\.tmp)?$/.test(name))
+        .map((name) => ({ name, mtime: statSync(join(folder, name)).mtimeMs })).sort((a, b) => b.mtime - a.mtime).slice(KEEP_CODE_CACHES);
+      for (const { name } of old) rmSync(join(folder, name), { force: true });
     } catch {
       // A read-only or missing cache folder only costs the next start its compile.
     }

@@ -65,6 +65,15 @@ test('a damaged code cache is refused by V8 and written again; the output does n
     assert.deepEqual([r.stdout, r.stderr, r.exitCode], [first.stdout, first.stderr, first.exitCode]);
     assert.equal(readFileSync(join(cache, 'startup', name)).length, good.length, 'written again in full');
   }
+  // Older builds' caches beyond the newest 8 are removed when one is written; others' files stay.
+  const folder = join(cache, 'startup');
+  for (let i = 0; i < 12; i++) writeFileSync(join(folder, `fast-path-${i.toString(16).padStart(16, '0')}-v0-x.v8`), 'old');
+  writeFileSync(join(folder, 'unrelated.txt'), 'kept');
+  rmSync(join(folder, name));
+  inspectCopy(cache);
+  const left = readdirSync(folder).sort();
+  assert.equal(left.length, 9, left.join(', '));
+  assert.ok(left.includes(name) && left.includes('unrelated.txt'));
   // A cache folder that cannot be written costs only the compile.
   const blocked = join(dir, 'blocked');
   writeFileSync(blocked, 'a file where the cache folder would be');
