@@ -23,8 +23,8 @@ const KEEP_CODE_CACHES = 8;
  * The fast path from its bundle (dist/src/cli/fast-path.bundle.js, scripts/bundle-fast-path.js):
  * the same modules in one script, compiled with a V8 code cache kept in the cache folder, which
  * saves most of loading them one by one (bench/results/startup.md). Taken only while every input
- * of the bundle has the size and mtime it was built from; otherwise (a bare `tsc -p .` since, or no
- * bundle) undefined, and the modules are imported as they are.
+ * of the bundle has the size it was built from and is no newer than the bundle; otherwise (a bare
+ * `tsc -p .` or an edit since, or no bundle) undefined, and the modules are imported as they are.
  */
 function bundledFastPath() {
   const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
@@ -39,9 +39,12 @@ function bundledFastPath() {
   } catch {
     return undefined;
   }
-  for (const [path, size, mtimeMs] of header.inputs) {
+  // Current: every input has its size and is not newer than the bundle. (Not an exact mtime:
+  // npm's tarballs give every file one fixed mtime, bundle and inputs alike.)
+  const built = statSync(file).mtimeMs;
+  for (const [path, size] of header.inputs) {
     const s = statSync(join(root, path), { throwIfNoEntry: false });
-    if (!s || s.size !== size || s.mtimeMs !== mtimeMs) return undefined;
+    if (!s || s.size !== size || s.mtimeMs > built) return undefined;
   }
   // As src/python/paths.ts's cacheDir(). Named by the bundle's sha256 and node's version: V8
   // refuses data from another V8 or other flags (then it is written again), not a changed source.

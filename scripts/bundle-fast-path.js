@@ -10,9 +10,9 @@
 // - Only the shapes tsc emits for this code are accepted; anything else (a default or side-effect
 //   import of a package, `export *`, `export default`, a relative import(), top-level await)
 //   fails the build with the file and line, so the bundle never means something the modules do not.
-// - The first line holds the size and mtime of every input: bin/sphana.js takes the bundle only
-//   while they all match (after a bare `tsc -p .` it imports the modules as before), and the
-//   sha256 of the bundle, which names its code cache.
+// - The first line holds the size of every input: bin/sphana.js takes the bundle only while each
+//   input has its size and is no newer than the bundle (after a bare `tsc -p .` or an edit it
+//   imports the modules as before), and the sha256 of the bundle, which names its code cache.
 // - The ONNX schema tables (src/onnx/onnx-schema.json) are embedded when they match the .proto,
 //   so the bundle reads neither file (both are inputs: editing one makes the bundle stale).
 import { createHash } from 'node:crypto';
@@ -142,7 +142,7 @@ export async function bundleFastPath() {
   new vm.Script(code, { filename: BUNDLE }); // a syntax error fails the build, not a run
   const inputs = [...modules.map((m) => m.file), ...(tables ? [PROTO, TABLES] : [])].map((file) => {
     const s = statSync(file);
-    return [rel(file), s.size, s.mtimeMs];
+    return [rel(file), s.size];
   });
   const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
   const header = `//${JSON.stringify({ hash, inputs })}\n// sphana start-up bundle (scripts/bundle-fast-path.js): not a module; bin/sphana.js runs it with node:vm.\n`;

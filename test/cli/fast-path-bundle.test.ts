@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -10,7 +10,8 @@ import { ROOT, fixture } from '../helpers/paths.js';
 /**
  * bin/sphana.js runs `sphana inspect` from one bundled script (scripts/bundle-fast-path.js) with a
  * V8 code cache in <cache>/startup. The bundle must never run code the modules in dist/ do not
- * hold: it is taken only while every input has the size and mtime it was built from. These tests
+ * hold: it is taken only while every input has the size it was built from and is no newer than
+ * the bundle. These tests
  * work on a copy of the package (dist/src, bin, the .proto and tables, the bundler), so they can
  * edit it; test/cli/fast-path.test.ts compares the bundle's output with the full CLI's for every
  * fixture.
@@ -114,6 +115,19 @@ test('the same bytes written again (a bare tsc -p .) or an edited .proto also ma
   const edited = inspectCopy();
   assert.equal(edited.stdout, expected.stdout);
   assert.deepEqual(cacheFiles(edited.cache), []);
+});
+
+test('an installed package (npm gives every file of its tarball one mtime) takes the bundle', () => {
+  spawnSync(process.execPath, [join(pkg, 'scripts/bundle-fast-path.js')]);
+  const npmDate = new Date('1985-10-26T08:15:00Z');
+  const all = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? all(join(d, e.name)) : [join(d, e.name)]));
+  for (const file of [...all(join(pkg, 'dist/src')), ...all(join(pkg, 'src'))]) utimesSync(file, npmDate, npmDate);
+  const r = inspectCopy();
+  assert.equal(r.stdout, expected.stdout);
+  assert.equal(cacheFiles(r.cache).length, 1, 'the bundle ran');
+  // An input of the same size but newer than the bundle (written after it) is an edit.
+  utimesSync(join(pkg, 'dist/src/onnx/decoder.js'), new Date(), new Date());
+  assert.deepEqual(cacheFiles(inspectCopy().cache), []);
 });
 
 test('the bundler refuses what it cannot bundle faithfully, naming the file and line', () => {

@@ -53,7 +53,7 @@ test('sphana --version loads nothing but the launcher', () => {
 /** The modules the fast path's bundle holds (its first line, scripts/bundle-fast-path.js), as paths from the root. */
 function bundleInputs(): string[] {
   const text = readFileSync(join(ROOT, 'dist/src/cli/fast-path.bundle.js'), 'utf8');
-  return (JSON.parse(text.slice(2, text.indexOf('\n'))) as { inputs: Array<[string, number, number]> }).inputs.map(([p]) => p);
+  return (JSON.parse(text.slice(2, text.indexOf('\n'))) as { inputs: Array<[string, number]> }).inputs.map(([p]) => p);
 }
 
 /** What `sphana inspect` may load: the reader, and no package, other command or the full CLI. */
