@@ -71,29 +71,45 @@ export class AgreementAccumulator {
     for (let p = 0; p < positions; p++) {
       const a = reference.subarray(p * vocab, (p + 1) * vocab);
       const b = candidate.subarray(p * vocab, (p + 1) * vocab);
-      const ta = argmax(a);
-      const tb = argmax(b);
+      // Pass 1: both argmaxes (the first maximum, as argmax()), cosine terms and max |Δ|.
+      let ta = 0, tb = 0, ma = a[0], mb = b[0];
+      let dot = 0, na = 0, nb = 0, maxAbs = this.maxAbsDiff;
+      for (let i = 0; i < vocab; i++) {
+        const ai = a[i], bi = b[i];
+        if (ai > ma) { ma = ai; ta = i; }
+        if (bi > mb) { mb = bi; tb = i; }
+        dot += ai * bi; na += ai * ai; nb += bi * bi;
+        const d = Math.abs(ai - bi);
+        if (d > maxAbs) maxAbs = d;
+        else if (d !== d) maxAbs = Infinity; // NaN
+      }
+      this.maxAbsDiff = maxAbs;
       if (ta === tb) {
         this.top1 += 1;
         this.nearTie += 1;
       } else if (a[ta] - a[tb] <= this.nearTieNats) this.nearTie += 1;
-      let dot = 0, na = 0, nb = 0;
-      for (let i = 0; i < vocab; i++) {
-        dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i];
-        this.maxAbsDiff = Math.max(this.maxAbsDiff, Math.abs(a[i] - b[i]) || (Number.isNaN(a[i] - b[i]) ? Infinity : 0));
-      }
       this.cosine += na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
-      const la = logSoftmax(a);
-      const lb = logSoftmax(b);
-      const kl = klOfLogProbs(la, lb);
+      // Pass 2, without allocating: log Z of both, and KL(ref ‖ cand) = Σ p·(a − b) − log Za + log Zb
+      // with p = exp(a − log Za) (the same sums as logSoftmax() + klOfLogProbs(), 2 exp per entry).
+      let sa = 0, sb = 0, w = 0;
+      for (let i = 0; i < vocab; i++) {
+        const ea = Math.exp(a[i] - ma);
+        sa += ea;
+        sb += Math.exp(b[i] - mb);
+        if (ea > 0) w += ea * (a[i] - b[i]);
+      }
+      const logZa = Math.log(sa) + ma;
+      const logZb = Math.log(sb) + mb;
+      const raw = w / sa - logZa + logZb;
+      const kl = Number.isNaN(raw) ? Infinity : Math.max(0, raw);
       this.kl += kl;
       this.maxKl = Math.max(this.maxKl, kl);
       if (tokens && p + 1 < positions) {
         const next = tokens[p + 1];
         if (!(next >= 0 && next < vocab)) throw new RangeError(`token ${next} is outside the ${vocab} logits`);
         this.scored += 1;
-        this.refNll -= la[next];
-        this.candNll -= lb[next];
+        this.refNll += logZa - a[next];
+        this.candNll += logZb - b[next];
       }
       this.positions += 1;
     }
