@@ -91,8 +91,18 @@ export function qualityTextFromDir(source: TokenizerSource | null, vocab: number
  * outside `vocab`): synthetic weights are never calibrated.
  */
 export function segmentIdsFromDir(source: TokenizerSource | null, vocab: number, segments: readonly CorpusSegment[]): number[][] | null {
-  if (!source || source.synthetic) return null;
+  return textsFromDir(source, vocab, segments).segments;
+}
+
+/**
+ * qualityTextFromDir() and segmentIdsFromDir() with one load of the tokenizer (a tokenizer.json
+ * of a 128k vocabulary takes about a second to build): what the quantize gate needs.
+ */
+export function textsFromDir(source: TokenizerSource | null, vocab: number, segments: readonly CorpusSegment[]): { quality: QualityText; segments: number[][] | null } {
   const loaded = loadDirTokenizer(source);
-  if ('why' in loaded) return null;
-  return encodeSegments(loaded.tokenizer, segments, { vocab, bos: loaded.bos });
+  if ('why' in loaded) return { quality: { ...qualityText(null, { vocab, bos: null, synthetic: false }), why: loaded.why }, segments: null };
+  return {
+    quality: qualityText(loaded.tokenizer, { vocab, bos: loaded.bos, synthetic: source!.synthetic }),
+    segments: source!.synthetic ? null : encodeSegments(loaded.tokenizer, segments, { vocab, bos: loaded.bos }),
+  };
 }

@@ -4,6 +4,7 @@ import { type QualityText, type TokenizerSource, qualityTextFromDir } from '../q
 import { type QualityGate, type QualityReport, type QuantizedPrecision, gateFor, qualityReport } from '../quality/gates.js';
 import { type Agreement, AgreementAccumulator } from '../runtime/metrics.js';
 import { openSession } from '../runtime/onnxruntime.js';
+import { type DecodeSpeed, decodeSpeedOn } from './speed-probe.js';
 
 /**
  * What a quantized output must pass before a strategy counts as successful: quantized ops
@@ -21,6 +22,8 @@ export interface OutputCheck {
   agreement?: Agreement;
   /** The quality section (figures, gate, verdict) when the logits were compared. */
   quality?: QualityReport;
+  /** Decode tokens/s of the output, measured on the gate's own session once it passed (`speedProbe`). */
+  speed?: DecodeSpeed | null;
 }
 
 function ioSignature(s: ModelSummary): string {
@@ -30,16 +33,17 @@ function ioSignature(s: ModelSummary): string {
 /**
  * fp32 logits of the quality text (the shipped corpus through the model's tokenizer,
  * teacher-forced; synthetic ids only without a usable real tokenizer), computed once and
- * reused by every attempt.
+ * reused by every attempt; with `speedProbe`, the fp32 decode speed measured on the same
+ * session (null when it failed), so the fp32 model is loaded once per quantize run.
  */
-export interface ReferenceLogits { text: QualityText; logits: Float32Array[]; vocab: number }
+export interface ReferenceLogits { text: QualityText; logits: Float32Array[]; vocab: number; speed: DecodeSpeed | null }
 
-export function referenceLogits(input: ModelSummary, options: { threads?: number; tokenizer?: TokenizerSource | null } = {}): () => Promise<ReferenceLogits | null> {
+export function referenceLogits(input: ModelSummary, options: { threads?: number; tokenizer?: TokenizerSource | null; speedProbe?: boolean; text?: QualityText } = {}): () => Promise<ReferenceLogits | null> {
   let cached: Promise<ReferenceLogits | null> | undefined;
   return () => (cached ??= (async () => {
     if (!input.kvCache || input.kvCache.numKvHeads === null) return null;
     const vocabDim = input.outputs.find((o) => o.name === 'logits')?.shape?.at(-1);
-    const text = qualityTextFromDir(options.tokenizer ?? null, typeof vocabDim === 'number' ? vocabDim : 32);
+    const text = options.text ?? qualityTextFromDir(options.tokenizer ?? null, typeof vocabDim === 'number' ? vocabDim : 32);
     const session = await openSession(input.path, { threads: options.threads });
     try {
       const runner = new DecoderRunner(session, input.kvCache);
@@ -51,7 +55,8 @@ export function referenceLogits(input: ModelSummary, options: { threads?: number
         logits.push(Float32Array.from(step.logits));
         vocab = step.vocab;
       }
-      return { text, logits, vocab };
+      const speed = options.speedProbe ? await decodeSpeedOn(session, input.kvCache).catch(() => null) : null;
+      return { text, logits, vocab, speed };
     } finally {
       await session.release();
     }
@@ -67,6 +72,8 @@ export interface CheckOptions {
   precision?: QuantizedPrecision;
   /** Overrides of that gate's thresholds. */
   gate?: Partial<QualityGate>;
+  /** Once every check passed, measure the output's decode speed on the same session (OutputCheck.speed). */
+  speedProbe?: boolean;
 }
 
 /**
@@ -94,6 +101,7 @@ export async function checkQuantizedOutput(input: ModelSummary, outputPath: stri
 
   let agreement: Agreement | undefined;
   let quality: QualityReport | undefined;
+  let speed: DecodeSpeed | null | undefined;
   const precision = options.precision ?? 'int8';
   try {
     // The fp32 reference first (its session is released before the candidate's opens): one model in memory at a time.
@@ -113,6 +121,7 @@ export async function checkQuantizedOutput(input: ModelSummary, outputPath: stri
         quality = qualityReport(precision, agreement, gate, { source: reference.text.source, corpusVersion: reference.text.corpusVersion, sequences: reference.text.sequences.length });
         if (!quality.passed) failures.push(`${precision} quality gate on the ${reference.text.source === 'corpus' ? 'corpus' : 'synthetic ids'} (${agreement.positions} positions): ${quality.reason}`);
       }
+      if (options.speedProbe && input.kvCache && failures.length === 0) speed = await decodeSpeedOn(session, input.kvCache).catch(() => null);
     } finally {
       await session.release();
     }
@@ -120,5 +129,5 @@ export async function checkQuantizedOutput(input: ModelSummary, outputPath: stri
     failures.push(`onnxruntime-node: ${(error as Error).message}`);
   }
   const ok = failures.length === 0;
-  return { ok, failures, reason: ok ? (quality ? `${precision}: ${quality.reason}` : 'structural checks passed') : failures.join('; '), summary, agreement, quality };
+  return { ok, failures, reason: ok ? (quality ? `${precision}: ${quality.reason}` : 'structural checks passed') : failures.join('; '), summary, agreement, quality, ...(speed === undefined ? {} : { speed }) };
 }

@@ -10,11 +10,10 @@ import { type Int8Engine, type Int8Scheme, type QuantizePrecision, type Quantize
 import type { BridgeProgress } from '../python/bridge.js';
 import { type BridgeEnvironment, ensureBridgeEnvironment } from '../python/environment.js';
 import type { Agreement } from '../runtime/metrics.js';
-import { type TokenizerSource, segmentIdsFromDir } from '../quality/corpus-ids.js';
+import { type TokenizerSource, textsFromDir } from '../quality/corpus-ids.js';
 import { CALIBRATION } from '../quality/calibration.js';
 import type { QualityReport } from '../quality/gates.js';
 import { checkQuantizedOutput, referenceLogits } from './checks.js';
-import { type DecodeSpeed, decodeSpeed } from './speed-probe.js';
 
 export { STRATEGIES, type StrategyChoice };
 
@@ -33,7 +32,7 @@ export interface Attempt {
   /** The quality gate's figures and verdict, when the output got that far. */
   quality?: QualityReport;
   bytes?: number;
-  /** Decode tokens/s of this candidate and of the fp32 model, measured one after the other. */
+  /** Decode tokens/s of this candidate and of the fp32 model, each on the session its gate ran on (fp32 when its reference logits were computed); seconds: the timed steps of both. */
   speed?: { candidate: number; fp32: number; ratio: number; seconds: number };
 }
 
@@ -180,11 +179,15 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
   const forget = removeOnExit(staging);
   const attempts: Attempt[] = [];
   const tokenizer = options.tokenizer === undefined ? { dir: dirname(resolve(input)), synthetic: false } : options.tokenizer;
-  const reference = referenceLogits(inputSummary, { threads: options.threads, tokenizer });
-  let fp32Speed: Promise<DecodeSpeed | null> | undefined;
+  // The fp32 model is loaded once: its corpus logits and (with the probe) its decode speed; each
+  // candidate once: its gate, then its decode speed when it passed.
+  const probe = options.speedProbe !== false && !!inputSummary.kvCache;
   const vocabDim = inputSummary.outputs.find((o) => o.name === 'logits')?.shape?.at(-1);
-  // the equalization's calibration text through the model's own tokenizer (none for synthetic ones)
-  const calibrationIds = precision === 'int8' && typeof vocabDim === 'number' ? segmentIdsFromDir(tokenizer, vocabDim, CALIBRATION) : null;
+  // the gate's corpus and the equalization's calibration text through the model's own tokenizer,
+  // loaded once (no calibration for synthetic ones)
+  const texts = textsFromDir(tokenizer, typeof vocabDim === 'number' ? vocabDim : 32, CALIBRATION);
+  const calibrationIds = precision === 'int8' && typeof vocabDim === 'number' ? texts.segments : null;
+  const reference = referenceLogits(inputSummary, { threads: options.threads, tokenizer, speedProbe: probe, text: texts.quality });
   const ladder = settingsLadder(precision, options, calibrationIds !== null);
   try {
     for (const setting of ladder) {
@@ -209,7 +212,7 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
           options.onAttemptDone?.(attempt);
           continue;
         }
-        const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference, precision });
+        const check = await checkQuantizedOutput(inputSummary, target, { threads: options.threads, reference, precision, speedProbe: probe });
         const bytes = result.files.reduce((n, f) => n + f.bytes, 0);
         const attempt: Attempt = {
           strategy, setting: setting.label, ok: check.ok, seconds: (performance.now() - t0) / 1000, notes: result.notes, bytes,
@@ -217,14 +220,9 @@ async function quantizeLocked(options: QuantizeOptions, ctx: {
           ...(check.quality ? { quality: check.quality } : {}),
           ...(check.ok ? {} : { error: { class: 'Rejected', message: check.failures.join('; ') } }),
         };
-        if (check.ok && options.speedProbe !== false && inputSummary.kvCache) {
-          const p0 = performance.now();
-          fp32Speed ??= decodeSpeed(input, inputSummary.kvCache, { threads: options.threads }).catch(() => null);
-          const ref = await fp32Speed;
-          const cand = await decodeSpeed(target, inputSummary.kvCache, { threads: options.threads }).catch(() => null);
-          if (ref && cand) {
-            attempt.speed = { candidate: cand.tokensPerSecond, fp32: ref.tokensPerSecond, ratio: cand.tokensPerSecond / ref.tokensPerSecond, seconds: (performance.now() - p0) / 1000 };
-          }
+        const ref = check.ok && probe ? (await reference())?.speed : null;
+        if (ref && check.speed) {
+          attempt.speed = { candidate: check.speed.tokensPerSecond, fp32: ref.tokensPerSecond, ratio: check.speed.tokensPerSecond / ref.tokensPerSecond, seconds: ref.seconds + check.speed.seconds };
         }
         attempts.push(attempt);
         options.onAttemptDone?.(attempt);
