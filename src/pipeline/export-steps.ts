@@ -49,6 +49,8 @@ export interface ExportRun {
   exportPath: string;
   quantPath: string;
   bridge(): Promise<BridgeEnvironment>;
+  /** The tool versions the manifest records (the bridge's `versions`, asked once, while the first steps run). */
+  tools(): Promise<Record<string, string>>;
   /** The Hugging Face folder to export from (the source's, or the work folder's once converted or synthesized). */
   hfDir(): string;
   /** The GGUF conversion's result, once known. */
@@ -66,11 +68,15 @@ export async function startRun(options: ExportOptions, dir: string): Promise<Exp
   let env: BridgeEnvironment | undefined;
   const bridge = async () => (env ??= await environmentStep(events, { signal: options.signal, record: (seconds) => steps.timings.push({ step: 'environment', seconds, skipped: false }) }));
   await bridge(); // every run needs it (at least for the tool versions); its own step, before the others' spinners
+  let versions: Promise<Record<string, string>> | undefined;
+  const tools = () => (versions ??= bridge().then((e) => toolVersions(e, options.signal)));
+  // asked now, beside the export (a short Python process); a failure surfaces where the manifest awaits it
+  tools().catch(() => {});
   const optimize = options.optimize ?? 'none';
   const modelPath = join(onnxDir, MODEL_FILE);
   const hfDir = () => exportInputDir(source.dir, dir);
   return {
-    options, dir, onnxDir, workDir, state, steps, source, prints: printsOf(options, source, optimize, hfDir()), optimize, bridge,
+    options, dir, onnxDir, workDir, state, steps, source, prints: printsOf(options, source, optimize, hfDir()), optimize, bridge, tools,
     hfDir,
     modelPath,
     exportPath: optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE),
@@ -194,7 +200,7 @@ export async function assembleStep(run: ExportRun): Promise<void> {
 /** What the manifest records of this run (buildManifest reads the files' sizes and hashes back). */
 export async function manifestInput(run: ExportRun, exported: ExportResult, quantized: QuantizeReport, optimization: OptimizeSummary | null): Promise<ManifestInput> {
   const { options, dir, onnxDir, source } = run;
-  const tools = await toolVersions(await run.bridge());
+  const tools = await run.tools();
   const models: Array<{ precision: Precision; path: string }> = [
     { precision: 'fp32', path: `${MODEL_SUBDIR}/${MODEL_FILE}` },
     { precision: options.precision, path: relative(dir, run.quantPath) },
@@ -235,8 +241,8 @@ export async function verifyStep(run: ExportRun, manifest: Manifest): Promise<{ 
   return { manifest: verified, verification };
 }
 
-async function toolVersions(env: BridgeEnvironment): Promise<Record<string, string>> {
-  const versions = await bridgeVersions(env);
+async function toolVersions(env: BridgeEnvironment, signal?: AbortSignal): Promise<Record<string, string>> {
+  const versions = await bridgeVersions(env, { signal });
   return {
     sphana: sphanaVersion(), node: process.version, 'onnxruntime-node': onnxruntimeVersion(), python: versions.python,
     ...Object.fromEntries(Object.entries(versions.packages).map(([k, v]) => [`python:${k}`, v])),
