@@ -64,3 +64,45 @@ def test_scan_external_data_and_single_file_writer(tmp_path):
     f = tiny_llm.reference_inputs(cfg, batch=1, seq=5)
     np.testing.assert_allclose(session(tmp_path / "x.onnx").run(["logits"], f)[0],
                                session(p).run(["logits"], f)[0], atol=1e-6)
+
+
+def test_ir_single_file_writer_matches_ir_save(tmp_path):
+    """save_ir_single_file writes the message ir.save writes, for every kind of tensor the export
+    holds (torch-backed fp32 and bf16, numpy, packed int4, an external file, a small inline one),
+    and leaves the model as it was."""
+    import onnx_ir as ir
+    import torch
+    from torch.onnx._internal.exporter._core import TorchTensor
+
+    from sphana_bridge.modelio import save_ir_single_file
+
+    g = torch.Generator().manual_seed(0)
+    payload = np.arange(500, dtype=np.float32) / 7
+    (tmp_path / "ext.bin").write_bytes(b"\0" * 16 + payload.tobytes())
+    tensors = {
+        "torch_fp32": TorchTensor(torch.randn(300, 7, generator=g), name="torch_fp32"),
+        "torch_bf16": TorchTensor(torch.randn(600, 3, generator=g).to(torch.bfloat16), name="torch_bf16"),
+        "small": ir.tensor(np.arange(3, dtype=np.int64), name="small"),
+        "external": ir.ExternalTensor("ext.bin", 16, payload.nbytes, ir.DataType.FLOAT, shape=ir.Shape([500]), name="external", base_dir=str(tmp_path)),
+        "int4": ir.PackedTensor(np.arange(1054, dtype=np.int64).astype(np.uint8), ir.DataType.INT4, shape=ir.Shape([2107]), name="int4"),
+        "fp16": ir.tensor((np.arange(1600, dtype=np.float32) / 3).astype(np.float16).reshape(40, 40), name="fp16"),
+    }
+    x = ir.Value(name="x", shape=ir.Shape([4]), type=ir.TensorType(ir.DataType.FLOAT))
+    values = [ir.Value(name=k, const_value=t) for k, t in tensors.items()]
+    model = ir.Model(ir.Graph([x], [x], nodes=[], initializers=values, opset_imports={"": 18}, name="g"), ir_version=10)
+    model.metadata_props["sphana.test"] = "1"
+    ir.save(model, str(tmp_path / "ref.onnx"))
+    seen = []
+    written = save_ir_single_file(model, str(tmp_path / "out.onnx"), progress=lambda done, total: seen.append((done, total)))
+    assert written == (tmp_path / "out.onnx").stat().st_size
+    assert [v.const_value for v in values] == list(tensors.values())  # the model is unchanged
+    total = sum(t.nbytes for t in tensors.values() if t.nbytes >= 1024)
+    assert seen[-1] == (total, total) and len(seen) == 5  # every payload but the 24-byte one streamed
+
+    ref, out = onnx.load(str(tmp_path / "ref.onnx")), onnx.load(str(tmp_path / "out.onnx"))
+    for t in ref.graph.initializer:
+        t.ClearField("data_location")  # ir.save writes DEFAULT explicitly for the tensor it read from a file
+    assert ref.SerializeToString(deterministic=True) == out.SerializeToString(deterministic=True)
+    got = {t.name: t.raw_data for t in out.graph.initializer}
+    assert got["external"] == payload.tobytes()
+    assert got["torch_bf16"] == tensors["torch_bf16"].tobytes() and len(got["int4"]) == 1054
