@@ -901,7 +901,7 @@ class Engine:
 
     def execute(self, model: onnx.ModelProto, data_path: str, onnx_path: str) -> EngineResult:
         opts = self.opts
-        writer = DataFileWriter(data_path)
+        writer = DataFileWriter(data_path, fsync=opts.output_mode != "single")  # single: copied, then deleted
         total_cost = sum(j.cost for j in self.jobs) or 1
         done = 0
         inits: list[TensorProto] = []

@@ -463,7 +463,16 @@ def save_model(model, path: str, external: bool, emit: Emit | None) -> None:
     import onnx_ir as ir
 
     if not external:
-        ir.save(model, path)
+        from sphana_bridge.modelio import save_ir_single_file
+
+        shown = [0.0]
+
+        def streamed(done: int, total: int) -> None:
+            if emit and done / total - shown[0] >= 0.05:
+                shown[0] = done / total
+                emit("save", min(0.99, shown[0]), f"{done >> 20}/{total >> 20} MiB")
+
+        save_ir_single_file(model, path, progress=streamed)
         return
     total = max(1, initializer_bytes(model))
     done = [0]

@@ -423,13 +423,15 @@ def set_external(t: TensorProto, location: str, offset: int, length: int) -> Non
 
 
 class DataFileWriter:
-    """Appends tensor payloads to one external data file."""
+    """Appends tensor payloads to one external data file; ``fsync=False`` for a file that is
+    copied into a single-file model and deleted (its pages then need never reach the disk)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fsync: bool = True):
         self.path = path
         self.location = os.path.basename(path)
         self._f = open(path, "wb")
         self.pos = 0
+        self._fsync = fsync
 
     def _align(self, nbytes: int) -> None:
         align = 4096 if nbytes >= (1 << 20) else 64
@@ -463,7 +465,8 @@ class DataFileWriter:
     def close(self) -> None:
         if not self._f.closed:
             self._f.flush()
-            os.fsync(self._f.fileno())
+            if self._fsync:
+                os.fsync(self._f.fileno())
             self._f.close()
 
 
