@@ -114,3 +114,34 @@ def test_equalize_requests_are_checked(models, tmp_path):
         run = quantize(tmp_path, m["path"], "direct", "int8", name=f"bad-{field}", **extra)
         assert not run.ok and run.final["class"] == "BadRequest", run.final
         assert run.final["details"]["field"] == field, run.final
+
+
+def test_calibration_runs_only_what_the_measured_activations_need(models):
+    """needed_for drops the nodes after the last measured activation (the tied LM head here) and
+    the activation ranges measured on the cut graph are bit-identical to the whole graph's."""
+    scanned = scan_model(str(models["tied"]["path"]))
+    gi = graphutil.GraphIndex.build(scanned.model)
+    acts = [g.activation for g in equalize.find_groups(gi, _plan_w(gi), skip={"logits"})]
+    cut = equalize.needed_for(scanned.model, acts)
+    dropped = {n.output[0] for n in scanned.model.graph.node} - {n.output[0] for n in cut.graph.node}
+    head = [n for n in scanned.model.graph.node if "logits" in n.output]
+    assert head and head[0].output[0] in dropped and len(cut.graph.node) < len(scanned.model.graph.node)
+    assert all(n.output[0] not in dropped for n in cut.graph.node)
+    whole = scanned.model
+    full = {}
+    import onnxruntime as ort  # the whole graph with the activations as extra outputs, as before needed_for
+
+    m = onnx.ModelProto()
+    m.CopyFrom(whole)
+    for x in acts:
+        m.graph.output.append(onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.add_session_config_entry("session.model_external_initializers_file_folder_path", scanned.base_dir)
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    for ids in CALIB:
+        for x, out in zip(acts, sess.run(acts, equalize._feeds(sess.get_inputs(), ids))):
+            a = np.abs(out.reshape(-1, out.shape[-1])).max(axis=0)
+            full[x] = a if x not in full else np.maximum(full[x], a)
+    amax = equalize.activation_amax(whole, scanned.base_dir, acts, CALIB)
+    assert all(np.array_equal(amax[x], full[x]) for x in acts)
