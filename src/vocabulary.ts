@@ -26,8 +26,8 @@ export type Int8Scheme = (typeof INT8_SCHEMES)[number];
 export const INT8_ENGINES = ['streaming', 'ort'] as const;
 export type Int8Engine = (typeof INT8_ENGINES)[number];
 
-/** int4 block quantizers: onnxruntime's round-to-nearest, or its HQQ solver. */
-export const INT4_ALGORITHMS = ['rtn', 'hqq'] as const;
+/** int4 block quantizers: onnxruntime's round-to-nearest (integer zero points), round-to-nearest with float zero points (llama.cpp's Q4_1 scheme), or onnxruntime's HQQ solver. */
+export const INT4_ALGORITHMS = ['rtn', 'rtn-float-zp', 'hqq'] as const;
 export type Int4Algorithm = (typeof INT4_ALGORITHMS)[number];
 
 /** MatMulNBits accuracy_level: 4 = int8 activations (fast), 0 = float activations. */

@@ -74,7 +74,9 @@ class EngineOptions:
     gated_accuracy_level: int | None = None
     gated_bits: int | None = None  # int4: bits of those down projections (8 = mixed precision)
     symmetric: bool = False  # int4 body blocks: symmetric (no zero points) or asymmetric
-    algorithm: str = "rtn"  # int4 body: "rtn" (onnxruntime's block quantizer) | "hqq"
+    # int4 body: "rtn" (onnxruntime's block quantizer, integer zero points) | "rtn-float-zp"
+    # (round-to-nearest min/max blocks with float zero points: llama.cpp's Q4_1 scheme) | "hqq"
+    algorithm: str = "rtn"
     # weight-only: SmoothQuant-style activation equalization folded into the float graph
     # before quantizing (see equalize.py): alpha, and the calibration token ids it measures on
     equalize_alpha: float | None = None
@@ -295,6 +297,64 @@ def quantize_blocks_rows(chunks, shape: tuple[int, int], block_size: int, bits: 
     return packed, scales, zps
 
 
+def _float_zp_kernel(w_kn: np.ndarray, block_size: int, bits: int):
+    """Round-to-nearest with a FLOAT zero point per block (llama.cpp's Q4_1 scheme): per block
+    of ``block_size`` along K, scale = (max - min) / (2^bits - 1), zero point = -min / scale
+    (a float), q = round((w - min) / scale) in 0..2^bits-1, so MatMulNBits' (q - zp) * scale
+    spans exactly [min, max]. A constant block gets scale 1 (q = 0 reproduces it). For a [K, N]
+    weight: packed [N, kb, bs*bits/8] uint8 (low nibble = even K index), scales and zero
+    points [N, kb] f32. A final partial block is padded with its last row (min/max unchanged)."""
+    K, N = w_kn.shape
+    kb = (K + block_size - 1) // block_size
+    w = np.asarray(w_kn, dtype=np.float32)
+    if kb * block_size != K:
+        w = np.pad(w, ((0, kb * block_size - K), (0, 0)), mode="edge")
+    blocks = np.ascontiguousarray(w.T).reshape(N, kb, block_size)  # [N, kb, bs]
+    lo = blocks.min(axis=2)
+    hi = blocks.max(axis=2)
+    levels = (1 << bits) - 1
+    scale = (hi - lo) / np.float32(levels)
+    scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
+    zp = (-lo / scale).astype(np.float32)
+    q = np.rint((blocks - lo[..., None]) / scale[..., None])
+    np.clip(q, 0, levels, out=q)
+    q = q.astype(np.uint8)
+    if bits == 4:
+        q = q[..., 0::2] | (q[..., 1::2] << 4)
+    return q, scale, zp
+
+
+def quantize_float_zp_chunks(chunks, shape: tuple[int, int], block_size: int, bits: int):
+    """``_float_zp_kernel`` over K-row chunks of a [K, N] weight (chunks start at multiples of
+    block_size), so memory stays one chunk plus the outputs; bytes equal one call on the
+    whole matrix. Returns packed [N, kb, bs*bits/8], scales [N, kb], zero points [N, kb]."""
+    K, N = shape
+    kb = (K + block_size - 1) // block_size
+    packed = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
+    scales = np.zeros((N, kb), dtype=np.float32)
+    zps = np.zeros((N, kb), dtype=np.float32)
+    for r0, r1, rows in chunks:
+        if r0 % block_size:
+            raise ValueError("block row chunks must start at a multiple of block_size")
+        b0 = r0 // block_size
+        pk, sc, zp = _float_zp_kernel(rows, block_size, bits)
+        b1 = b0 + pk.shape[1]
+        packed[:, b0:b1], scales[:, b0:b1], zps[:, b0:b1] = pk, sc, zp
+    return packed, scales, zps
+
+
+def quantize_float_zp_rows(chunks, shape: tuple[int, int], block_size: int, bits: int):
+    """The same for a weight stored TRANSPOSED, [N, K], delivered as N-row chunks."""
+    N, K = shape
+    kb = (K + block_size - 1) // block_size
+    packed = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
+    scales = np.zeros((N, kb), dtype=np.float32)
+    zps = np.zeros((N, kb), dtype=np.float32)
+    for c0, c1, big in chunks:
+        packed[c0:c1], scales[c0:c1], zps[c0:c1] = _float_zp_kernel(big.T, block_size, bits)
+    return packed, scales, zps
+
+
 def quantize_hqq(w_kn: np.ndarray, block_size: int, bits: int):
     """Half-quadratic quantization (onnxruntime's HQQWeightOnlyQuantizer numerics: asymmetric
     blocks along K, float zero points refined by its proximal solver) of a [K, N] weight, in
@@ -388,8 +448,8 @@ class Engine:
             or self.opts.gated_accuracy_level not in (None, *range(5))
         ):
             raise QuantizationError("accuracy level must be 0..4")
-        if self.opts.head_bits not in (None, 8, 4) or self.opts.algorithm not in ("rtn", "hqq"):
-            raise QuantizationError("head bits must be 8 or 4; algorithm rtn or hqq")
+        if self.opts.head_bits not in (None, 8, 4) or self.opts.algorithm not in ("rtn", "rtn-float-zp", "hqq"):
+            raise QuantizationError("head bits must be 8 or 4; algorithm rtn, rtn-float-zp or hqq")
         if self.opset < 11:
             raise QuantizationError(
                 f"model opset {self.opset} is too old for quantization (needs >= 11)", {"opset": self.opset}
@@ -686,7 +746,8 @@ class Engine:
         symmetric = True if bits == 8 else opts.symmetric
         algorithm = opts.algorithm if bits == 4 else "rtn"
         q, s = (self.names.fresh(w + sfx) for sfx in (f"{'_T' if transposed else ''}_Q{bits}", "_scales"))
-        z = self.names.fresh(w + "_zero_points") if not symmetric or algorithm == "hqq" else ""
+        float_zp = algorithm in ("hqq", "rtn-float-zp")  # float zero points, whatever `symmetric` says
+        z = self.names.fresh(w + "_zero_points") if not symmetric or float_zp else ""
         rows, cols = int(t.dims[0]), int(t.dims[1])
 
         if transposed and (w in self.row_scale or w in self.col_scale):
@@ -696,6 +757,13 @@ class Engine:
             if algorithm == "hqq":
                 (_r0, _r1, w_kn), = self._equalized_rows(w, iter([(0, rows, self.reader.read_array(t))]))
                 pk, sc, zp = quantize_hqq(w_kn.T if transposed else w_kn, bs, bits)
+            elif algorithm == "rtn-float-zp" and transposed:
+                pk, sc, zp = quantize_float_zp_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (rows, cols), bs, bits)
+            elif algorithm == "rtn-float-zp":
+                pk, sc, zp = quantize_float_zp_chunks(
+                    self._equalized_rows(w, self.reader.iter_rows(t, ROW_CHUNK_BYTES, multiple=2 * bs)),
+                    (rows, cols), bs, bits,
+                )
             elif transposed:  # t is [N, K]
                 pk, sc, zp = quantize_blocks_rows(self.reader.iter_rows(t, ROW_CHUNK_BYTES), (rows, cols), bs, bits, symmetric)
             else:

@@ -144,6 +144,8 @@ def parse_request(req: dict[str, Any]) -> QuantizeRequest:
     algorithm = req.get("algorithm", QUANT_DEFAULTS["algorithm"])
     if algorithm not in INT4_ALGORITHMS:
         raise BadRequest(f"algorithm must be one of {', '.join(INT4_ALGORITHMS)}", {"field": "algorithm"})
+    if algorithm == "rtn-float-zp" and symmetric:
+        raise BadRequest("symmetric does not apply to algorithm rtn-float-zp (its zero points are floats)", {"field": "symmetric"})
     equalize = req.get("equalize")
     if equalize is not None and (isinstance(equalize, bool) or not isinstance(equalize, (int, float)) or not 0 < equalize < 1):
         raise BadRequest("equalize must be a number between 0 and 1 (the SmoothQuant alpha)", {"field": "equalize"})
@@ -467,7 +469,7 @@ def _run_engine(
             f"{req.precision} weight-only: com.microsoft.MatMulNBits bits={8 if req.precision == 'int8' else 4}, "
             f"blocks of {req.block_size} along K "
             f"({'symmetric' if req.precision == 'int8' or req.symmetric else 'asymmetric (zero points)'}, "
-            f"{'HQQ' if req.algorithm == 'hqq' and req.precision == 'int4' else 'onnxruntime block quantizer'}), "
+            f"{_ALGORITHM_NOTES[req.algorithm] if req.precision == 'int4' else 'onnxruntime block quantizer'}), "
             f"accuracy_level {req.accuracy_level}; LM head {'quantized' if head.get('quantized') else 'NOT quantized'} "
             f"({head.get('bits')}-bit, level {head.get('accuracyLevel')}{', tied' if head.get('tied') else ''})"
         )
@@ -508,6 +510,13 @@ def _run_engine(
         "head": result.head,
         "equalized": result.equalized,
     }
+
+
+_ALGORITHM_NOTES = {
+    "rtn": "onnxruntime block quantizer, integer zero points",
+    "rtn-float-zp": "round-to-nearest min/max blocks with float zero points (llama.cpp's Q4_1 scheme)",
+    "hqq": "HQQ, float zero points",
+}
 
 
 def _settings(req: QuantizeRequest) -> dict[str, Any]:

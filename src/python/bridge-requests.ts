@@ -46,7 +46,7 @@ export interface QuantizeRequest {
   embeddingBits?: TableBits;
   /** int4: symmetric blocks (no zero points) instead of asymmetric. */
   symmetric?: boolean;
-  /** int4: onnxruntime's block quantizer (rtn) or its HQQ solver. */
+  /** int4: onnxruntime's block quantizer (rtn, integer zero points), round-to-nearest with float zero points (rtn-float-zp: llama.cpp's Q4_1 scheme), or onnxruntime's HQQ solver. */
   algorithm?: Int4Algorithm;
   /** weight-only: SmoothQuant-style equalization alpha (0..1), folded into the float weights before quantizing. */
   equalize?: number;

@@ -20,7 +20,7 @@ export const QUANT_FLAG_HELP = {
   symmetric: 'int4: symmetric blocks (no zero points; default asymmetric)',
   headBits: 'int4: bits of an untied LM head, 8 | 4 (default 8: mixed precision)',
   embeddingBits: 'weight-only: bits of the token embedding and of a tied LM head, 8 | 4 (default 8)',
-  int4Algorithm: "int4: rtn (onnxruntime's block quantizer) | hqq (its half-quadratic solver)",
+  int4Algorithm: "int4: rtn (onnxruntime's block quantizer, integer zero points) | rtn-float-zp (min/max blocks, float zero points: llama.cpp's Q4_1 grid) | hqq (onnxruntime's half-quadratic solver)",
 } as const;
 
 /** Checks the flags together; a flag that does not apply to the precision is a usage error, not silently ignored. */
@@ -31,6 +31,7 @@ export function parseQuantFlags(precision: QuantizePrecision, f: QuantFlags): Pi
   if (precision === 'int8' && (blockSize !== undefined || f.symmetric || headBits !== undefined || algorithm !== undefined)) {
     throw new UsageError('--block-size, --symmetric, --head-bits and --int4-algorithm apply to --precision int4');
   }
+  if (f.symmetric && algorithm === 'rtn-float-zp') throw new UsageError('--symmetric does not apply to --int4-algorithm rtn-float-zp (its zero points are floats)', { hint: 'drop --symmetric, or use --int4-algorithm rtn' });
   const int4: QuantizeOptions['int4'] = {};
   if (blockSize !== undefined) int4.blockSize = blockSize;
   if (f.symmetric) int4.symmetric = true;
