@@ -33,6 +33,8 @@ export const INT4_VARIANTS: Variant[] = [
   { name: 'int4 asymmetric b64, head + embedding 8-bit', precision: 'int4', request: { blockSize: 64 }, speed: false },
   { name: 'int4 asymmetric b128, head + embedding 8-bit (embedding b64)', precision: 'int4', request: { blockSize: 128 }, speed: false },
   { name: 'int4 asymmetric b32, head + embedding + gated down-proj 8-bit', precision: 'int4', request: { gatedBits: 8 }, speed: true },
+  { name: 'int4 rtn-float-zp b32 (float zero points, Q4_1 scheme), head + embedding 8-bit', precision: 'int4', request: { algorithm: 'rtn-float-zp' }, speed: true },
+  { name: 'int4 rtn-float-zp b64, head + embedding 8-bit', precision: 'int4', request: { algorithm: 'rtn-float-zp', blockSize: 64 }, speed: false },
   // HQQ runs torch per tensor: ~9 min for SmolLM2 on a loaded 2-core machine; opt in with SPHANA_BENCH_HQQ=1
   ...(process.env.SPHANA_BENCH_HQQ === '1' ? [{ name: 'int4 HQQ b32, head + embedding 8-bit', precision: 'int4' as const, request: { algorithm: 'hqq' }, speed: false }] : []),
 ];

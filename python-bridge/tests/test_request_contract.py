@@ -38,3 +38,17 @@ def test_quantize_defaults_are_the_vocabulary_defaults(tmp_path):
         QUANT_DEFAULTS["symmetric"], QUANT_DEFAULTS["algorithm"], QUANT_DEFAULTS["perChannel"],
     )
     assert shared_vocabulary()["quantDefaults"] == QUANT_DEFAULTS
+
+
+def test_the_int4_algorithm_is_validated(tmp_path):
+    """rtn-float-zp is accepted; an unknown algorithm, or rtn-float-zp with symmetric (its zero
+    points are floats), is a one-line BadRequest naming the field."""
+    from sphana_bridge.protocol import BadRequest
+
+    base = {"input": str(tmp_path / "m.onnx"), "output": str(tmp_path / "o.onnx"), "strategy": "direct", "precision": "int4"}
+    assert parse_request({**base, "algorithm": "rtn-float-zp"}).algorithm == "rtn-float-zp"
+    with pytest.raises(BadRequest, match="algorithm must be one of rtn, rtn-float-zp, hqq"):
+        parse_request({**base, "algorithm": "gptq"})
+    with pytest.raises(BadRequest, match="symmetric does not apply to algorithm rtn-float-zp") as e:
+        parse_request({**base, "algorithm": "rtn-float-zp", "symmetric": True})
+    assert e.value.details == {"field": "symmetric"}

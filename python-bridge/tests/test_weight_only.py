@@ -167,8 +167,10 @@ def test_head_kept_at_higher_precision(models, tmp_path):
         ({"blockSize": 64}, (4, True)),
         ({"blockSize": 128}, (4, True)),
         ({"algorithm": "hqq"}, (4, True)),
+        ({"algorithm": "rtn-float-zp"}, (4, True)),
+        ({"algorithm": "rtn-float-zp", "blockSize": 64}, (4, True)),
     ],
-    ids=["asym32", "sym32", "asym64", "asym128", "hqq32"],
+    ids=["asym32", "sym32", "asym64", "asym128", "hqq32", "floatzp32", "floatzp64"],
 )
 def test_int4_variants(models, tmp_path, extra, bits_zp):
     m = models["untied"]
@@ -187,6 +189,8 @@ def test_int4_variants(models, tmp_path, extra, bits_zp):
         assert a["block_size"] == bs
         if not is_head:
             assert (len(n.input) > 3) == bits_zp[1]
+            if extra.get("algorithm") in ("hqq", "rtn-float-zp"):  # float zero points, one per block
+                assert inits[n.input[3]].dtype == np.float32 and inits[n.input[3]].size == inits[n.input[2]].size
             deq, bound = dequantize_mnb(n, inits)
             ref = _source_weight(src, n.name, None)
             err = np.abs(deq - ref)
@@ -198,6 +202,7 @@ def test_int4_variants(models, tmp_path, extra, bits_zp):
     met = logits_metrics(m["ref"], out)
     assert met["cos_mean"] >= 0.98, met
     assert run.data["settings"]["bits"] == 4 and run.data["settings"]["blockSize"] == bs
+    assert run.data["settings"]["algorithm"] == extra.get("algorithm", "rtn")  # the manifest names the quantizer
 
 
 def test_fused_matmul_tied_head_is_quantized(models, tmp_path):

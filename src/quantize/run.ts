@@ -59,7 +59,8 @@ export const EQUALIZE_ALPHA = 0.5;
  * structure: fed by a product of two activations), then every MatMul at level 0 (the most
  * accurate, and slower than fp32: the report says so). An explicit --accuracy-level or the
  * dynamic scheme is one setting (level 4 equalized when calibrated). INT4: asymmetric blocks, LM
- * head and embedding at 8 bits.
+ * head and embedding at 8 bits; integer zero points first, then float zero points (rtn-float-zp)
+ * for that and every later rung, unless --int4-algorithm or --symmetric fixed the quantizer.
  */
 export function settingsLadder(precision: QuantizePrecision, o: Pick<QuantizeOptions, 'int8Scheme' | 'accuracyLevel' | 'int4'>, calibrated = false): QuantSetting[] {
   if (precision === 'int8' && o.int8Scheme === 'dynamic') return [{ label: 'dynamic', request: { int8Scheme: 'dynamic' } }];
@@ -71,10 +72,20 @@ export function settingsLadder(precision: QuantizePrecision, o: Pick<QuantizeOpt
   if (o.accuracyLevel !== undefined) {
     return [o.accuracyLevel === 4 && equalized ? equalized : { label: `${name} level ${o.accuracyLevel}`, request: { ...base, accuracyLevel: o.accuracyLevel } }];
   }
+  const first: QuantSetting = equalized ?? { label: `${name} level 4`, request: { ...base, accuracyLevel: 4 } };
+  // INT4 without an explicit algorithm or --symmetric: after onnxruntime's RTN (integer zero
+  // points, the smallest artifact), the same blocks with float zero points (rtn-float-zp, +3.5
+  // bytes per 32 weights), which the rest of the ladder keeps. On the real SmolLM2 (a Q4_1 GGUF
+  // dequantized, 710 positions; bench/results/int8.md): RTN top-1 0.689 / KL 0.373, refused;
+  // rtn-float-zp 0.980 / 0.0009, because float zero points reproduce the source's Q4_1 grid.
+  const floatZp = precision === 'int4' && base.algorithm === undefined && !base.symmetric;
+  const rest: QuantSetting['request'] = floatZp ? { ...base, algorithm: 'rtn-float-zp' } : base;
+  const restName = floatZp ? `${name} rtn-float-zp` : name;
   return [
-    equalized ?? { label: `${name} level 4`, request: { ...base, accuracyLevel: 4 } },
-    { label: `${name} level 4, LM head and gated-MLP down projections level 0`, request: { ...base, accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 } },
-    { label: `${name} level 0`, request: { ...base, accuracyLevel: 0 } },
+    first,
+    ...(floatZp ? [{ label: `${restName} level 4`, request: { ...rest, accuracyLevel: 4 } }] : []),
+    { label: `${restName} level 4, LM head and gated-MLP down projections level 0`, request: { ...rest, accuracyLevel: 4, headAccuracyLevel: 0, gatedAccuracyLevel: 0 } },
+    { label: `${restName} level 0`, request: { ...rest, accuracyLevel: 0 } },
   ];
 }
 

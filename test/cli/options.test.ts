@@ -49,7 +49,7 @@ const BAD: Array<[string[], string, string]> = [
   [['export', 'm', '--block-size'], '48', 'Allowed choices are 16, 32, 64, 128.'],
   [['export', 'm', '--head-bits'], '2', 'Allowed choices are 8, 4.'],
   [['export', 'm', '--embedding-bits'], 'eight', 'Allowed choices are 8, 4.'],
-  [['export', 'm', '--int4-algorithm'], 'gptq', 'Allowed choices are rtn, hqq.'],
+  [['export', 'm', '--int4-algorithm'], 'gptq', 'Allowed choices are rtn, rtn-float-zp, hqq.'],
   [['quantize', 'm.onnx', '--strategy'], 'x', 'Allowed choices are auto, direct, external-data, embedding-split.'],
   [['quantize', 'm.onnx', '--precision'], 'fp16', 'Allowed choices are int8, int4.'],
   [['quantize', 'm.onnx', '--engine'], 'fast', 'Allowed choices are streaming, ort.'],

@@ -49,6 +49,8 @@ test('the vocabulary and its defaults are the same on both sides (int8Engine: st
   assert.deepEqual(contract.vocabulary, JSON.parse(JSON.stringify(SHARED_VOCABULARY)));
   assert.equal((contract.vocabulary.quantDefaults as Record<string, unknown>).int8Engine, 'streaming');
   assert.equal(QUANT_DEFAULTS.int8Engine, 'streaming');
+  // the int4 quantizers, rtn-float-zp (float zero points) included, as the bridge validates them
+  assert.deepEqual(contract.vocabulary.int4Algorithms, ['rtn', 'rtn-float-zp', 'hqq']);
 });
 
 test('a field list must name every field of its type, and only those (checked by the compiler)', () => {
