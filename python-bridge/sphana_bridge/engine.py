@@ -663,6 +663,42 @@ class Engine:
             attrs["accuracy_level"] = level
         return self._node("MatMulNBits", inputs, [out], base + f"_Q{bits}", domain=MS_DOMAIN, **attrs)
 
+    def _offset_nodes(self, x: str, codes: str, out: str, offsets: str, K: int, bs: int, base: str,
+                      block_sums: dict[tuple[str, int, int], str]) -> list[onnx.NodeProto]:
+        """rtn-float-zp's float zero points, kept out of MatMulNBits (onnxruntime 1.30 runs float
+        zero points 5x slower than fp32 at every level; bench/results/int8.md): W = s(q - z) =
+        s(q - 2^(bits-1)) + s(2^(bits-1) - z), so the output is the symmetric MatMulNBits of the
+        codes plus the per-block sums of x (Reshape [.., kb, bs] + ReduceSum) times the offsets
+        O [kb, N] (a float MatMul 1/bs the size of the weight; exact). One block-sum per input."""
+        nodes: list[onnx.NodeProto] = []
+        key = (x, K, bs)
+        if key not in block_sums:
+            if K % bs:
+                raise QuantizationError(
+                    f"rtn-float-zp needs the input size K={K} to be a multiple of the block size {bs}",
+                    {"hint": "use a block size that divides it, or --int4-algorithm rtn"},
+                )
+            kb = K // bs
+            blocks, sums = self.names.fresh(x + "_blocks"), self.names.fresh(x + "_block_sums")
+            flat, lead, full, shp = (self.names.fresh(x + sfx) for sfx in ("_flat_sums", "_lead_shape", "_sums_shape", "_shape"))
+            # [.., K] -> [rows, kb, bs] -> sums [rows, kb] -> [.., kb] (any rank of x)
+            nodes.append(self._node("Shape", [x], [shp], base + "_shape"))
+            nodes.append(self._node("Slice", [shp, self._const(base + "_zero", np.array([0], np.int64)),
+                                              self._const(base + "_minus1", np.array([-1], np.int64))], [lead], base + "_lead"))
+            nodes.append(self._node("Reshape", [x, self._const(base + "_block_shape", np.array([-1, kb, bs], np.int64))], [blocks], base + "_blocks"))
+            if self.opset >= 13:
+                nodes.append(self._node("ReduceSum", [blocks, self._const(base + "_sum_axes", np.array([-1], np.int64))], [flat],
+                                        base + "_block_sum", keepdims=0))
+            else:
+                nodes.append(self._node("ReduceSum", [blocks], [flat], base + "_block_sum", axes=[-1], keepdims=0))
+            nodes.append(self._node("Concat", [lead, self._const(base + "_kb", np.array([kb], np.int64))], [full], base + "_sums_shape", axis=0))
+            nodes.append(self._node("Reshape", [flat, full], [sums], base + "_sums"))
+            block_sums[key] = sums
+        corr = self.names.fresh(out + "_offsets")
+        nodes.append(self._node("MatMul", [block_sums[key], offsets], [corr], base + "_offsets"))
+        nodes.append(self._node("Add", [codes, corr], [out], base + "_add_offsets"))
+        return nodes
+
     def _rewrite_weight_only(self) -> list[onnx.NodeProto]:
         src, gi, opts = self.src, self.gi, self.opts
         emb = self._find_embedding_weight_only()
@@ -679,6 +715,7 @@ class Engine:
             # (Gemma 2's soft-capping puts Div/Tanh/Mul between it and the logits)
             heads |= set(tied_nodes)
         qweights: dict[tuple[str, bool, int], tuple[str, ...]] = {}
+        block_sums: dict[tuple[str, int, int], str] = {}  # (activation, K, block) -> its block sums
         emb_names: tuple[str, ...] | None = None
         new_nodes: list[onnx.NodeProto] = []
 
@@ -723,7 +760,13 @@ class Engine:
                     qweights[key] = self._plan_block_weight_job(w, transposed, bits, is_head)
                 t = gi.inits[w]
                 K, N = (int(t.dims[1]), int(t.dims[0])) if transposed else (int(t.dims[0]), int(t.dims[1]))
-                new_nodes.append(self._mnb_node(n.input[0], out0, qweights[key], K, N, bits, bs, level, base))
+                names = qweights[key]
+                if len(names) > 3:  # rtn-float-zp: symmetric codes + the block offsets (see _offset_nodes)
+                    codes = self.names.fresh(out0 + "_codes")
+                    new_nodes.append(self._mnb_node(n.input[0], codes, names[:2], K, N, bits, bs, level, base))
+                    new_nodes.extend(self._offset_nodes(n.input[0], codes, out0, names[3], K, bs, base, block_sums))
+                else:
+                    new_nodes.append(self._mnb_node(n.input[0], out0, names, K, N, bits, bs, level, base))
                 continue
             new_nodes.append(n)
         self.quantized_weights = len(qweights) + (1 if emb_names else 0)
@@ -746,8 +789,9 @@ class Engine:
         symmetric = True if bits == 8 else opts.symmetric
         algorithm = opts.algorithm if bits == 4 else "rtn"
         q, s = (self.names.fresh(w + sfx) for sfx in (f"{'_T' if transposed else ''}_Q{bits}", "_scales"))
-        float_zp = algorithm in ("hqq", "rtn-float-zp")  # float zero points, whatever `symmetric` says
-        z = self.names.fresh(w + "_zero_points") if not symmetric or float_zp else ""
+        # HQQ: float zero points in MatMulNBits; rtn-float-zp: symmetric codes + block offsets
+        z = self.names.fresh(w + "_zero_points") if (not symmetric or algorithm == "hqq") and algorithm != "rtn-float-zp" else ""
+        off = self.names.fresh(w + "_block_offsets") if algorithm == "rtn-float-zp" else ""
         rows, cols = int(t.dims[0]), int(t.dims[1])
 
         if transposed and (w in self.row_scale or w in self.col_scale):
@@ -774,10 +818,12 @@ class Engine:
             out = {q: pk, s: sc}
             if z:
                 out[z] = zp
+            if off:  # s(q - z) = s(q - mid) + s(mid - z): the offsets O [kb, N]
+                out[off] = np.ascontiguousarray((sc * (np.float32(1 << (bits - 1)) - zp)).T, dtype=np.float32)
             return out
 
-        self.jobs.append(Job(names=[q, s] + ([z] if z else []), cost=tensor_nbytes(t), fn=fn, label=w))
-        return (q, s, z) if z else (q, s)
+        self.jobs.append(Job(names=[q, s] + ([z] if z else []) + ([off] if off else []), cost=tensor_nbytes(t), fn=fn, label=w))
+        return (q, s, "", off) if off else (q, s, z) if z else (q, s)
 
     def _equalized_rows(self, w: str, chunks):
         """K-row chunks of the [K, N] weight ``w`` with its equalization applied (rows times s,

@@ -129,6 +129,20 @@ class ConstMatMul:
     via: list[str]  # op types between the initializer and the MatMul (empty = direct)
 
 
+def is_block_offset_matmul(gi: GraphIndex, n: onnx.NodeProto) -> bool:
+    """The float MatMul of an rtn-float-zp weight's block offsets (engine._offset_nodes): its A
+    input is per-block sums of an activation (Reshape <- ReduceSum) and its output is added to
+    a MatMulNBits output. Part of a 4-bit weight, not a float weight left unquantized."""
+    if n.op_type != "MatMul" or len(n.input) < 2:
+        return False
+    a = gi.producer.get(n.input[0])
+    red = gi.producer.get(a.input[0]) if a is not None and a.op_type == "Reshape" else None
+    if red is None or red.op_type != "ReduceSum":
+        return False
+    return any(c.op_type == "Add" and any(getattr(gi.producer.get(i), "op_type", "") == "MatMulNBits" for i in c.input)
+               for c, _i in gi.consumers.get(n.output[0], []))
+
+
 def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
     """MatMul / Gemm nodes whose B input is a float constant (directly or via pass-through ops)."""
     found = []
@@ -140,6 +154,8 @@ def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
                 found.append(ConstMatMul(node=n, weight=tr[0], via=[p.op_type for p in tr[1]]))
             continue
         if n.domain not in ("", "ai.onnx") or n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2:
+            continue
+        if is_block_offset_matmul(gi, n):
             continue
         tr = gi.trace_const(n.input[1])
         if tr is None:

@@ -514,7 +514,8 @@ def _run_engine(
 
 _ALGORITHM_NOTES = {
     "rtn": "onnxruntime block quantizer, integer zero points",
-    "rtn-float-zp": "round-to-nearest min/max blocks with float zero points (llama.cpp's Q4_1 scheme)",
+    "rtn-float-zp": "round-to-nearest min/max blocks with float zero points (llama.cpp's Q4_1 scheme), "
+                    "emitted as symmetric codes plus a float MatMul of per-block input sums by the block offsets",
     "hqq": "HQQ, float zero points",
 }
 

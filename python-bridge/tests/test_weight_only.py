@@ -167,8 +167,8 @@ def test_head_kept_at_higher_precision(models, tmp_path):
         ({"blockSize": 64}, (4, True)),
         ({"blockSize": 128}, (4, True)),
         ({"algorithm": "hqq"}, (4, True)),
-        ({"algorithm": "rtn-float-zp"}, (4, True)),
-        ({"algorithm": "rtn-float-zp", "blockSize": 64}, (4, True)),
+        ({"algorithm": "rtn-float-zp"}, (4, False)),
+        ({"algorithm": "rtn-float-zp", "blockSize": 64}, (4, False)),
     ],
     ids=["asym32", "sym32", "asym64", "asym128", "hqq32", "floatzp32", "floatzp64"],
 )
@@ -189,9 +189,16 @@ def test_int4_variants(models, tmp_path, extra, bits_zp):
         assert a["block_size"] == bs
         if not is_head:
             assert (len(n.input) > 3) == bits_zp[1]
-            if extra.get("algorithm") in ("hqq", "rtn-float-zp"):  # float zero points, one per block
+            if extra.get("algorithm") == "hqq":  # float zero points, one per block
                 assert inits[n.input[3]].dtype == np.float32 and inits[n.input[3]].size == inits[n.input[2]].size
             deq, bound = dequantize_mnb(n, inits)
+            if extra.get("algorithm") == "rtn-float-zp":
+                # symmetric codes + Add(MatMul(block sums of x, offsets [kb, N])): W = s(q - 8) + O
+                add = next(c for c in model.graph.node if c.op_type == "Add" and n.output[0] in c.input)
+                mm = next(c for c in model.graph.node if c.op_type == "MatMul" and c.output[0] in add.input)
+                off = inits[mm.input[1]]
+                assert off.dtype == np.float32 and off.shape == (deq.shape[0] // bs, deq.shape[1])
+                deq = deq + np.repeat(off, bs, 0)
             ref = _source_weight(src, n.name, None)
             err = np.abs(deq - ref)
             if extra.get("algorithm") != "hqq":
@@ -203,6 +210,7 @@ def test_int4_variants(models, tmp_path, extra, bits_zp):
     assert met["cos_mean"] >= 0.98, met
     assert run.data["settings"]["bits"] == 4 and run.data["settings"]["blockSize"] == bs
     assert run.data["settings"]["algorithm"] == extra.get("algorithm", "rtn")  # the manifest names the quantizer
+    assert run.data["floatConstMatMuls"] == []  # rtn-float-zp's block-offset MatMuls are part of its 4-bit weights
 
 
 def test_fused_matmul_tied_head_is_quantized(models, tmp_path):

@@ -83,6 +83,17 @@ export function detectQuantization(model: ModelProto, parametersByType: Record<s
     if ((node.domain ?? '') === '' && PASS_THROUGH.has(node.op_type ?? '')) return floatConstant(node.input?.[0] ?? '', depth + 1);
     return undefined;
   };
+  /**
+   * The float MatMul of an rtn-float-zp weight's block offsets (python-bridge engine `_offset_nodes`):
+   * A is per-block sums of an activation (Reshape <- ReduceSum), the output is added to a
+   * MatMulNBits output. Part of a 4-bit weight (its float zero points), not a float weight left over.
+   */
+  const isBlockOffsetMatMul = (node: NodeProto): boolean => {
+    const a = producer.get(node.input?.[0] ?? '');
+    const sum = a?.op_type === 'Reshape' ? producer.get(a.input?.[0] ?? '') : undefined;
+    if (sum?.op_type !== 'ReduceSum') return false;
+    return (consumers.get(node.output?.[0] ?? '') ?? []).some((c) => c.op_type === 'Add' && (c.input ?? []).some((i) => producer.get(i)?.op_type === 'MatMulNBits'));
+  };
   const floatConstantMatMuls: string[] = [];
   const fullTableDequantizeGathers: string[] = [];
   for (const node of nodes) {
@@ -94,7 +105,7 @@ export function detectQuantization(model: ModelProto, parametersByType: Record<s
       continue;
     }
     if (domain !== '' && domain !== 'ai.onnx') continue;
-    if (node.op_type === 'MatMul' || node.op_type === 'Gemm') {
+    if ((node.op_type === 'MatMul' && !isBlockOffsetMatMul(node)) || node.op_type === 'Gemm') {
       const weight = [node.input?.[1], node.input?.[0]].map((n) => (n ? floatConstant(n) : undefined)).find(Boolean);
       if (weight && (weight.dims ?? []).length >= 2) floatConstantMatMuls.push(node.name || node.output?.[0] || '(unnamed)');
     }
