@@ -132,7 +132,8 @@ test('a forced strategy that cannot work fails with every attempt listed and exi
   assert.equal(existsSync(join(dir, 'never.int8.onnx')), false);
 });
 
-for (const [label, args, zeroPoints] of [['asymmetric blocks of 32', [], true], ['symmetric blocks of 64', ['--symmetric', '--block-size', '64'], false]] as const) {
+for (const [label, args, zeroPoints] of [['asymmetric blocks of 32', [], true], ['symmetric blocks of 64', ['--symmetric', '--block-size', '64'], false],
+  ['float zero points, blocks of 64', ['--int4-algorithm', 'rtn-float-zp', '--block-size', '64'], true]] as const) {
   test(`int4 (${label}) produces 4-bit MatMulNBits with the LM head and embedding at 8 bits, and still agrees`, () => {
     const r = quantize([untied, '--precision', 'int4', ...args, '-o', join(dir, `untied.int4.${zeroPoints}.onnx`)]);
     assert.equal(r.exitCode, 0, r.stderr);
@@ -141,6 +142,9 @@ for (const [label, args, zeroPoints] of [['asymmetric blocks of 32', [], true], 
     assert.equal(r.report!.settings.blockSize, args.length ? 64 : 32);
     assert.deepEqual(r.report!.head, { tied: false, bits: 8, accuracyLevel: 4, quantized: true });
     assert.deepEqual(inspectFile(r.report!.files[0].path).quantization.weightBits, [4, 8]);
+    // rtn-float-zp's block-offset MatMuls (block sums of x times the offsets) belong to its 4-bit weights
+    assert.deepEqual(inspectFile(r.report!.files[0].path).quantization.floatConstantMatMuls, []);
+    assert.equal(r.report!.settings.algorithm, (args as readonly string[]).includes('rtn-float-zp') ? 'rtn-float-zp' : 'rtn');
     assert.ok(r.report!.agreement.meanCosine >= 0.98, JSON.stringify(r.report!.agreement));
   });
 }
