@@ -244,12 +244,17 @@ def run_recipe(recipe: Recipe, name: str, params: dict[str, Any]):
 class LayerGraph:
     index: int  # template index j
     nodes: list[Any] = field(default_factory=list)  # layer-dependent nodes, topological order
-    residual_in: Any = None
-    residual_out: Any = None
+    # The residual stream in and out, one value unfused; fused, a layer hands on two (its MLP output
+    # and the residual sum, which the next layer's SkipSimplifiedLayerNormalization adds), in slot
+    # order (``_slot_key``), so slot s of one layer's output feeds slot s of the next one's input.
+    residual_in: list[Any] = field(default_factory=list)
+    residual_out: list[Any] = field(default_factory=list)
     past: list[Any] = field(default_factory=list)  # [key, value] graph inputs
     present: list[Any] = field(default_factory=list)  # [key, value] graph outputs
     params: dict[str, Any] = field(default_factory=dict)  # initializer name -> its Value (direct layer parameters)
     folded: dict[str, Any] = field(default_factory=dict)  # initializer name -> Value (folded from layer parameters)
+    # folded initializer name -> (its recipe's name, the template layer whose parameter names the recipe reads)
+    folded_from: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def _scope(node, prefix: str) -> int | None:
@@ -273,8 +278,43 @@ def _is_hidden(v, hidden: int) -> bool:
     return shape is not None and len(shape) == 3 and shape[2] == hidden and v.dtype is not None and v.dtype.is_floating_point()
 
 
-def analyse(model, plan: Plan, recipes: dict[str, Recipe], hidden: int, check_params: dict[str, Any]) -> list[LayerGraph]:
-    """Find and check the template layers' subgraphs (NotSeparable if the boundary is not clean)."""
+MAX_RESIDUAL_VALUES = 2
+
+
+def _slot_key(v, readers) -> tuple:
+    """What a residual value is to the nodes that read it: (domain, op_type, input index) of each
+    use by ``readers``. Unfused there is one value; fused the MLP output and the residual sum are
+    inputs 0 and 1 of the next SkipSimplifiedLayerNormalization, whichever layer reads them."""
+    ids = {id(n) for n in readers}
+    return tuple(sorted((u.node.domain, u.node.op_type, u.idx) for u in v.uses() if id(u.node) in ids))
+
+
+def _check_slots(layers: list[LayerGraph], nodes, layer_of_node: dict[int, int]) -> None:
+    """Every layer hands on the same slots, and every layer that reads more than one value reads
+    them as the others are read (so any layer's output may feed any later layer of any type)."""
+    def keys(vals, readers):
+        return [_slot_key(v, readers) for v in vals]
+
+    outs = []
+    for lg in layers:
+        downstream = [n for n in nodes if layer_of_node.get(id(n)) != lg.index]
+        k = keys(lg.residual_out, downstream)
+        if len(set(k)) != len(k):
+            raise NotSeparable(f"template layer {lg.index}'s residual outputs are not told apart by their readers: {k}")
+        outs.append(k)
+    if len(outs[0]) > 1 and any(o != outs[0] for o in outs):
+        raise NotSeparable(f"the template layers hand on different residual slots: {outs}")
+    for lg in layers:
+        if len(lg.residual_in) > 1:
+            own = [n for n in nodes if layer_of_node.get(id(n)) == lg.index]
+            if keys(lg.residual_in, own) != outs[0]:
+                raise NotSeparable(f"template layer {lg.index} reads its residual inputs as {keys(lg.residual_in, own)}, not as {outs[0]}")
+
+
+def analyse(model, plan: Plan, recipes: dict[str, Recipe], hidden: int, check_params: dict[str, Any] | None, stamped: bool = False) -> list[LayerGraph]:
+    """Find and check the template layers' subgraphs (NotSeparable if the boundary is not clean).
+    ``stamped``: the graph was itself stamped (a fusion template), so folded tensors are named
+    ``<prefix><j>.<recipe>`` and no other initializer is folded from a layer."""
     import numpy as np
 
     from sphana_bridge.export_model import input_names, output_names
@@ -290,22 +330,31 @@ def analyse(model, plan: Plan, recipes: dict[str, Recipe], hidden: int, check_pa
     owner: dict[str, int] = {}  # initializer -> template layer it belongs to
     for name, value in graph.initializers.items():
         direct = _layer_of(name, prefix)
+        key = name
         if direct is not None:
-            layers[direct].params[name] = value
-            owner[name] = direct
+            suffix = name[len(f"{prefix}{direct}."):]
+            if suffix not in recipes:
+                layers[direct].params[name] = value
+                owner[name] = direct
+                continue
+            key = suffix  # a folded tensor stamped into a layer (fusion templates): <prefix><j>.<recipe>
+        elif stamped:
             continue
-        recipe = recipes.get(name)
+        recipe = recipes.get(key)
         if recipe is None:
             continue
         owners = {_layer_of(p, prefix) for p in recipe.params}
         if len(owners) != 1:
             raise NotSeparable(f"initializer {name} is folded from parameters of template layers {sorted(owners)}")
-        j = owners.pop()
-        got = run_recipe(recipe, name, {p: check_params[p] for p in recipe.params})
-        want = value.const_value.numpy()
-        if got.shape != want.shape or got.dtype != want.dtype or not np.array_equal(got, want):
-            raise NotSeparable(f"the recipe of folded initializer {name} does not reproduce it")
+        src = owners.pop()
+        j = src if direct is None else direct
+        if check_params is not None:
+            got = run_recipe(recipe, key, {p: check_params[p] for p in recipe.params})
+            want = value.const_value.numpy()
+            if got.shape != want.shape or got.dtype != want.dtype or not np.array_equal(got, want):
+                raise NotSeparable(f"the recipe of folded initializer {name} does not reproduce it")
         layers[j].folded[name] = value
+        layers[j].folded_from[name] = (key, src)
         owner[name] = j
     for j, lg in enumerate(layers):
         lg.past = [inputs[f"past_key_values.{j}.key"], inputs[f"past_key_values.{j}.value"]]
@@ -332,10 +381,11 @@ def analyse(model, plan: Plan, recipes: dict[str, Recipe], hidden: int, check_pa
                     if v not in external:
                         external.append(v)
         cands = [v for v in external if _is_hidden(v, hidden)]
-        if len(cands) != 1:
-            raise NotSeparable(f"template layer {j} reads {len(cands)} residual-stream-shaped values from outside (expected 1)")
-        lg.residual_in = cands[0]
-        seeds = {id(lg.residual_in)} | {id(v) for v in lg.past} | {id(v) for v in list(lg.params.values()) + list(lg.folded.values())}
+        if not 1 <= len(cands) <= MAX_RESIDUAL_VALUES:
+            raise NotSeparable(f"template layer {j} reads {len(cands)} residual-stream-shaped values from outside (expected 1 to {MAX_RESIDUAL_VALUES})")
+        members_in = [n for n in scoped[j]]
+        lg.residual_in = sorted(cands, key=lambda v: _slot_key(v, members_in))
+        seeds = {id(v) for v in lg.residual_in} | {id(v) for v in lg.past} | {id(v) for v in list(lg.params.values()) + list(lg.folded.values())}
         for n in scoped[j]:
             if any(v is not None and id(v) in seeds for v in n.inputs):
                 lg.nodes.append(n)
@@ -360,13 +410,16 @@ def analyse(model, plan: Plan, recipes: dict[str, Recipe], hidden: int, check_pa
         if not all(p.producer() is not None and layer_of_node.get(id(p.producer())) == lg.index for p in lg.present):
             raise NotSeparable(f"present.{lg.index}.* are not computed by template layer {lg.index}")
         rest = [o for o in outs if id(o) not in present_ids]
-        if len(rest) != 1 or not _is_hidden(rest[0], hidden):
+        if not 1 <= len(rest) <= MAX_RESIDUAL_VALUES or not all(_is_hidden(o, hidden) for o in rest) or any(o.is_graph_output() for o in rest):
             raise NotSeparable(f"template layer {lg.index} hands on {[o.name for o in rest]} (expected only its residual output)")
-        lg.residual_out = rest[0]
+        downstream = [n for n in nodes if layer_of_node.get(id(n)) != lg.index]
+        lg.residual_out = sorted(rest, key=lambda v: _slot_key(v, downstream))
     for j in range(1, k):
-        if layers[j].residual_in is not layers[j - 1].residual_out:
-            raise NotSeparable(f"template layer {j} does not read template layer {j - 1}'s residual output")
+        if {id(v) for v in layers[j].residual_in} != {id(v) for v in layers[j - 1].residual_out}:
+            raise NotSeparable(f"template layer {j} does not read exactly template layer {j - 1}'s residual output")
+    _check_slots(layers, nodes, layer_of_node)
     last = layers[-1].residual_out
+    last_ids = {id(v) for v in last}
     # Values depending on any layer-dependent node may flow only along each layer's own chain
     # (and, after the last layer, into the final norm and head).
     tainted: set[int] = set()
@@ -379,13 +432,13 @@ def analyse(model, plan: Plan, recipes: dict[str, Recipe], hidden: int, check_pa
             if v.is_initializer() and v.name in owner and owner[v.name] != j:
                 raise NotSeparable(f"node {node.name} reads {v.name}, a parameter of template layer {owner[v.name]}")
             if j is not None:
-                if src is not None and src != j and v is not layers[j].residual_in:
+                if src is not None and src != j and not any(v is r for r in layers[j].residual_in):
                     raise NotSeparable(f"template layer {j} reads {v.name} from inside template layer {src}")
                 if src is None and id(v) in tainted:
                     raise NotSeparable(f"template layer {j} reads {v.name}, computed outside the layers from a layer's output")
-            elif src is not None and v is not last:
+            elif src is not None and id(v) not in last_ids:
                 raise NotSeparable(f"node {node.name} outside the layers reads {v.name} from inside template layer {src}")
-        if j is None and any(v is not None and (v is last or id(v) in tainted) for v in node.inputs):
+        if j is None and any(v is not None and (id(v) in last_ids or id(v) in tainted) for v in node.inputs):
             tainted.update(id(o) for o in node.outputs)
     return layers
 
@@ -436,14 +489,16 @@ def stamp(model, plan: Plan, layers: list[LayerGraph], recipes: dict[str, Recipe
             graph.initializers.pop(name)
     std_inputs = [v for v in graph.inputs][:3]
     logits = list(graph.outputs)[0]
-    current = layers[0].residual_in
+    current = list(layers[plan.type_of[0]].residual_in)
     new_inputs, new_outputs = [], []
     stamped_nodes = 0
     lazy = 0
     for i in range(plan.num_layers):
         j = plan.type_of[i]
         lg = layers[j]
-        mapping: dict[int, Any] = {id(lg.residual_in): current}
+        if len(lg.residual_in) != len(current):
+            raise NotSeparable(f"layer {i} (template {j}) reads {len(lg.residual_in)} residual values, layer {i - 1} hands on {len(current)}")
+        mapping: dict[int, Any] = {id(v): c for v, c in zip(lg.residual_in, current)}
         if plan.templates[j] == i:
             past = lg.past
             for v, kv in zip(past, ("key", "value")):
@@ -462,12 +517,13 @@ def stamp(model, plan: Plan, layers: list[LayerGraph], recipes: dict[str, Recipe
             graph.register_initializer(v)
             mapping[id(old)] = v
         for name, old in lg.folded.items():
-            recipe = recipes[name]
-            sources = {p: real_name(p, j, i) for p in recipe.params}
-            new_name = f"{prefix}{i}.{name}"
+            key, src = lg.folded_from[name]
+            recipe = recipes[key]
+            sources = {p: real_name(p, src, i) for p in recipe.params}
+            new_name = f"{prefix}{i}.{key}"
 
-            def compute(recipe=recipe, name=name, sources=sources):
-                return ir.Tensor(np.ascontiguousarray(run_recipe(recipe, name, {p: tensor_of(s) for p, s in sources.items()})))
+            def compute(recipe=recipe, key=key, sources=sources):
+                return ir.Tensor(np.ascontiguousarray(run_recipe(recipe, key, {p: tensor_of(s) for p, s in sources.items()})))
 
             const = ir.LazyTensor(compute, dtype=old.dtype, shape=ir.Shape(list(old.shape)), name=new_name)
             v = ir.Value(name=new_name, shape=ir.Shape(list(old.shape)), type=old.type, const_value=const)
@@ -496,13 +552,13 @@ def stamp(model, plan: Plan, layers: list[LayerGraph], recipes: dict[str, Recipe
             graph.append(clone)
             stamped_nodes += 1
         new_outputs.extend(mapping[id(v)] for v in lg.present)
-        current = mapping[id(lg.residual_out)]
-    # The epilogue reads the last real layer's residual output.
-    last = layers[-1].residual_out
+        current = [mapping[id(v)] for v in lg.residual_out]
+    # The epilogue reads the last real layer's residual output (slot by slot).
     template_nodes = {id(n) for lg in layers for n in lg.nodes}
-    for use in list(last.uses()):
-        if id(use.node) not in template_nodes:
-            use.node.replace_input_with(use.idx, current)
+    for v, c in zip(layers[-1].residual_out, current):
+        for use in list(v.uses()):
+            if id(use.node) not in template_nodes:
+                use.node.replace_input_with(use.idx, c)
     graph.outputs.clear()
     graph.outputs.extend([logits, *new_outputs])
     graph.inputs.clear()
@@ -524,16 +580,25 @@ def template_state(model) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def export_stamped(model, facts: dict[str, Any], opset: int, sizes: Sequence[int]) -> tuple[Any, dict[str, Any]]:
-    """The onnx_ir model of the whole decoder, built from a k-layer template trace. Raises
-    NotSeparable (or whatever failed) when it cannot; the caller then traces the full model."""
+@dataclass
+class TemplateTrace:
+    """The traced k-layer template (one layer per layer type) and what stamping it needs."""
+
+    model: Any  # onnx_ir model of the template, not stamped yet
+    plan: Plan
+    recipes: dict[str, Recipe]
+    check: dict[str, Any]  # the template layers' (random) parameters, onnx name -> numpy
+    seconds: float
+
+
+def trace_template(model, facts: dict[str, Any], opset: int, sizes: Sequence[int]) -> TemplateTrace:
+    """Trace the model cut down to one layer per layer type (NotSeparable when nothing would be saved)."""
     import time
 
     import torch
 
     from sphana_bridge.export_model import export_dynamo, make_wrapper, sample_inputs
 
-    times: dict[str, float] = {}
     t = time.monotonic()
     plan = plan_layers(model)
     k = len(plan.templates)
@@ -548,17 +613,112 @@ def export_stamped(model, facts: dict[str, Any], opset: int, sizes: Sequence[int
         with torch.inference_mode(False):
             onnx_model = export_dynamo(wrapper, args, k, opset, before_optimize=lambda m: recipes.update(record_recipes(m, plan.prefix)))
         del wrapper, args
-    times["trace"] = round(time.monotonic() - t, 3)
+    return TemplateTrace(onnx_model, plan, recipes, check, round(time.monotonic() - t, 3))
+
+
+def stamp_unfused(tt: TemplateTrace, model, hidden: int) -> tuple[Any, dict[str, Any]]:
+    """The whole decoder from the template, every layer a copy of its type's traced layer
+    (consumes ``tt.model``)."""
+    import time
+
     t = time.monotonic()
-    layers = analyse(onnx_model, plan, recipes, facts["hidden_size"], check)
-    del check
-    info = stamp(onnx_model, plan, layers, recipes, template_state(model))
-    times["stamp"] = round(time.monotonic() - t, 3)
+    layers = analyse(tt.model, tt.plan, tt.recipes, hidden, tt.check)
+    info = stamp(tt.model, tt.plan, layers, tt.recipes, template_state(model))
+    onnx_model, tt.model = tt.model, None
     return onnx_model, {
         "applied": True,
-        "templateLayers": plan.templates,
-        "layerTypes": plan.type_names,
-        "layers": plan.num_layers,
+        "templateLayers": tt.plan.templates,
+        "layerTypes": tt.plan.type_names,
+        "layers": tt.plan.num_layers,
         **info,
-        "seconds": times,
+        "seconds": {"trace": tt.seconds, "stamp": round(time.monotonic() - t, 3)},
     }
+
+
+def _fusion_layers(plan: Plan) -> tuple[list[int], list[int]]:
+    """Which real layers a fusion template holds, and their types: layer 0 (fused, the first layer
+    has no preceding residual add to merge into its input norm) and the first later layer of every
+    type (the form every other layer of that type takes)."""
+    real, types = [0], [plan.type_of[0]]
+    for i in range(1, plan.num_layers):
+        t = plan.type_of[i]
+        if t not in types[1:]:
+            real.append(i)
+            types.append(t)
+    return real, types
+
+
+def _random_like(array, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(array.shape) * 0.05 + 0.5).astype(array.dtype)
+
+
+def stamp_fused(tt: TemplateTrace, model, hidden: int, fuse: Any) -> tuple[Any, dict[str, Any]]:
+    """The whole decoder with onnxruntime's fusions, built without fusing every layer.
+
+    1. A fusion template: the traced template stamped (random, distinct weights per layer, so no
+       two initializers are equal) into a small model of ``_fusion_layers``: layer 0 and one later
+       layer per type.
+    2. ``fuse`` (onnxscript's optimize_for_ort) on that small model: its first layer and each
+       later layer are now in their fused form (a later layer starts with the
+       SkipSimplifiedLayerNormalization that adds the previous layer's output to the residual).
+    3. That fused graph is analysed like a traced template (a fused layer hands on two residual
+       values) and stamped with the real weights: real layer 0 from its layer 0, every other layer
+       from the later layer of its type.
+    ``tt.model`` is left as it was (cloned first). Raises NotSeparable or whatever fusion raised."""
+    import time
+
+    times: dict[str, float] = {}
+    t = time.monotonic()
+    plan = tt.plan
+    real, types = _fusion_layers(plan)
+    src = tt.model.clone()
+    src_layers = analyse(src, plan, tt.recipes, hidden, tt.check)
+    state: dict[str, Any] = {}
+    for i, ty in enumerate(types):
+        head = f"{plan.prefix}{ty}."
+        for name, array in tt.check.items():
+            if name.startswith(head):
+                state[f"{plan.path}.{i}.{name[len(head):]}"] = _TensorLike(_random_like(array, TEMPLATE_SEED + 1 + len(state)))
+    src_plan = Plan(plan.path, len(types), list(types), [types.index(j) for j in range(len(plan.templates))], list(plan.type_names))
+    stamp(src, src_plan, src_layers, tt.recipes, state)
+    times["template"] = round(time.monotonic() - t, 3)
+    t = time.monotonic()
+    fused, counts = fuse(src)
+    times["fuse"] = round(time.monotonic() - t, 3)
+    t = time.monotonic()
+    later = {ty: j for j, ty in enumerate(types) if j > 0}
+    fplan = Plan(plan.path, plan.num_layers, [0] + [later[plan.type_of[i]] for i in range(1, plan.num_layers)], real, [plan.type_names[ty] for ty in types])
+    flayers = analyse(fused, fplan, tt.recipes, hidden, None, stamped=True)
+    info = stamp(fused, fplan, flayers, tt.recipes, template_state(model))
+    times["stamp"] = round(time.monotonic() - t, 3)
+    return fused, {
+        "applied": True,
+        "templateLayers": real,
+        "layerTypes": fplan.type_names,
+        "layers": plan.num_layers,
+        "fusionCounts": {k: int(v) for k, v in sorted(counts.items()) if v},
+        **info,
+        "seconds": {"trace": tt.seconds, **times},
+    }
+
+
+class _TensorLike:
+    """A numpy array where stamp() expects a torch tensor (``.detach().numpy()``)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def detach(self):
+        return self
+
+    def numpy(self):
+        return self.array
+
+
+def export_stamped(model, facts: dict[str, Any], opset: int, sizes: Sequence[int]) -> tuple[Any, dict[str, Any]]:
+    """The onnx_ir model of the whole decoder, built from a k-layer template trace. Raises
+    NotSeparable (or whatever failed) when it cannot; the caller then traces the full model."""
+    return stamp_unfused(trace_template(model, facts, opset, sizes), model, facts["hidden_size"])
