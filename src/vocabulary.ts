@@ -47,6 +47,8 @@ export type Exporter = (typeof EXPORTERS)[number];
 /** onnxruntime fusions between export and quantize. */
 export const OPTIMIZE_MODES = ['none', 'ort'] as const;
 export type OptimizeMode = (typeof OPTIMIZE_MODES)[number];
+/** The default: onnxruntime's fusions, stamped per layer from a fused template and parity-gated (the unfused graph when they fail). */
+export const DEFAULT_OPTIMIZE: OptimizeMode = 'ort';
 
 /** Random weights from a preset's architecture. */
 export const SYNTHETIC_SIZES = ['tiny', 'full'] as const;

@@ -5,9 +5,11 @@ SimplifiedLayerNormalization, residual + RMSNorm -> SkipSimplifiedLayerNormaliza
 embeddings -> RotaryEmbedding, attention -> com.microsoft.GroupQueryAttention, ...). Then:
 
 * a tied LM head that fusion turned into ``com.microsoft.FusedMatMul(x, table, transB=1)`` on the
-  embedding table is rewritten as a plain ``MatMul(x, tableᵀ)`` on a constant transposed copy
-  (``untieLmHead``, default on), so weight quantizers, which look for MatMul on a constant,
-  quantize the head too; it costs one more [hidden, vocab] table in the fp32 model;
+  embedding table stays that way by default: sphana's quantizer quantizes it with the table it
+  shares with the embedding Gather (one INT8 copy). ``untieLmHead`` rewrites it as a plain
+  ``MatMul(x, tableᵀ)`` on a constant transposed copy (for weight quantizers that look only for
+  MatMul on a constant); it costs one more [hidden, vocab] table (SmolLM2: 113 MB fp32, 28 MB
+  INT8);
 * the graph's inputs and outputs must be exactly the exported ones (names, element types,
   shapes: the concrete KV-head and head-dim sizes stay);
 * the fused model, saved into a staging folder, must pass the same parity gate as the export
@@ -35,6 +37,8 @@ from sphana_bridge.protocol import BadRequest, InputError, OutOfMemory, one_line
 Emit = Callable[..., None]
 
 DEFAULT_PROTO_LIMIT = 2**31
+# Op types the fusions produce (counted in the fused graph; the manifest's fusionCounts).
+FUSED_OPS = ("SimplifiedLayerNormalization", "LayerNormalization")
 GRAPH_MARGIN_BYTES = 64 << 20
 STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -47,6 +51,18 @@ def op_histogram(model) -> dict[str, int]:
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
         counts[node.op_type if node.domain in STANDARD_DOMAINS else f"{node.domain}.{node.op_type}"] += 1
     return dict(sorted(counts.items()))
+
+
+def fused_op_counts(ops: dict[str, int]) -> dict[str, int]:
+    """The fused ops of an op histogram: everything outside the standard domain, and the norms."""
+    return {k: v for k, v in ops.items() if "." in k or k in FUSED_OPS}
+
+
+def fuse(model):
+    """onnxscript's onnxruntime fusions, in place: (model, {fusion: count})."""
+    from onnxscript.rewriter import ort_fusions
+
+    return ort_fusions.optimize_for_ort(model)
 
 
 def io_signature(model) -> list[tuple[str, str, str, tuple]]:
@@ -111,7 +127,7 @@ def optimize_model(
     output: str,
     model_dir: str,
     fusions: str = "ort",
-    untie_head: bool = True,
+    untie_head: bool = False,
     proto_limit_bytes: int = DEFAULT_PROTO_LIMIT,
     prompt_ids: list[int] | None = None,
     decode_steps: int = DEFAULT_DECODE_STEPS,
@@ -119,10 +135,7 @@ def optimize_model(
     rtol: float = DEFAULT_RTOL,
     emit: Emit | None = None,
 ) -> dict[str, Any]:
-    import onnx_ir as ir
-
-    from sphana_bridge.export_model import EXTERNAL_ALIGNMENT, load_model, read_config
-    from sphana_bridge.modelio import Staging
+    from sphana_bridge.export_model import load_model, read_config
 
     def progress(step: str, fraction: float | None, message: str) -> None:
         if emit:
@@ -149,7 +162,34 @@ def optimize_model(
     del torch_model
     gc.collect()
     seconds["reference"] = round(time.monotonic() - t, 3)
+    result = fuse_file(input_path, output, ref, untie_head=untie_head, proto_limit_bytes=proto_limit_bytes, atol=atol, rtol=rtol, emit=emit)
+    result["seconds"] = {**seconds, **result["seconds"]}
+    return result
 
+
+def fuse_file(
+    input_path: str,
+    output: str,
+    ref,
+    untie_head: bool = False,
+    proto_limit_bytes: int = DEFAULT_PROTO_LIMIT,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    emit: Emit | None = None,
+    fusions: str = "ort",
+) -> dict[str, Any]:
+    """The whole graph of ``input_path`` fused, written to ``output`` only if it passes the parity
+    gate against ``ref`` (a parity.Reference computed by the caller); else ``applied: false``."""
+    import onnx_ir as ir
+
+    from sphana_bridge.export_model import EXTERNAL_ALIGNMENT
+    from sphana_bridge.modelio import Staging
+
+    def progress(step: str, fraction: float | None, message: str) -> None:
+        if emit:
+            emit(step, fraction, message)
+
+    seconds: dict[str, float] = {}
     t = time.monotonic()
     progress("optimize", 0.0, f"loading {os.path.basename(input_path)}")
     try:
@@ -166,7 +206,7 @@ def optimize_model(
 
     progress("optimize", 0.2, "onnxscript ort_fusions.optimize_for_ort")
     try:
-        model, counts = _fuse(model)
+        model, counts = fuse(model)
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - any fusion failure means: keep the unfused model
@@ -183,6 +223,7 @@ def optimize_model(
         return fallback("fusion changed the graph's inputs or outputs", ioChanges=changed)
     ops = op_histogram(model)
     result["opsAfter"] = ops
+    result["fusedOps"] = fused_op_counts(ops)
     result["nonStandardOps"] = sorted(k for k in ops if "." in k)
     progress("optimize", 0.7, f"{sum(before_ops.values())} -> {sum(ops.values())} nodes; " + ", ".join(f"{k} {v}" for k, v in result["fusionCounts"].items()))
 
@@ -214,7 +255,7 @@ def optimize_model(
             staging.abort()
             seconds["parity"] = round(time.monotonic() - t, 3)
             return fallback(f"the fused model does not run in onnxruntime: {type(e).__name__}: {one_line(str(e), 300)}")
-        seconds["parity"] = round(time.monotonic() - t + ref.seconds, 3)
+        seconds["parity"] = round(time.monotonic() - t, 3)
         finals = staging.commit(with_data=external)
     except BaseException:
         staging.abort()
@@ -222,12 +263,6 @@ def optimize_model(
     files = [{"path": p, "bytes": os.path.getsize(p)} for p in finals]
     progress("optimize", 1.0, f"applied; parity max |diff| {parity['maxAbsDiff']:.3g}")
     return {**result, "applied": True, "output": output, "files": files, "externalData": external, "parity": parity, "seconds": seconds}
-
-
-def _fuse(model):
-    from onnxscript.rewriter import ort_fusions
-
-    return ort_fusions.optimize_for_ort(model)
 
 
 def _is_int(v: Any) -> bool:
@@ -249,7 +284,7 @@ def run_optimize(request: dict[str, Any], emitter) -> dict[str, Any]:
     fusions = request.get("fusions", "ort")
     if fusions != "ort":
         raise BadRequest("request field 'fusions' must be 'ort'", {"field": "fusions"})
-    untie = request.get("untieLmHead", True)
+    untie = request.get("untieLmHead", False)
     if not isinstance(untie, bool):
         raise BadRequest("request field 'untieLmHead' must be a boolean", {"field": "untieLmHead"})
     limit = request.get("protoLimitBytes", DEFAULT_PROTO_LIMIT)

@@ -36,9 +36,22 @@ def run(exported, out, **kw):
     return opt.optimize_model(path, str(out), hf, prompt_ids=PROMPT, decode_steps=DECODE_STEPS, **kw)
 
 
-def test_fused_model_passes_parity_keeps_io_and_untied_head(exported, tmp_path):
+def test_by_default_the_tied_head_stays_one_table(exported, tmp_path):
+    """No transposed copy: the tied head reads the embedding table through FusedMatMul(transB=1)
+    (the quantizer quantizes it with the table it shares with the Gather)."""
     hf, path = exported
     r = run(exported, tmp_path / "fused.onnx")
+    assert r["applied"] is True and r["untiedLmHead"] == []
+    assert r["opsAfter"]["com.microsoft.FusedMatMul"] == 1
+    assert r["fusedOps"]["com.microsoft.GroupQueryAttention"] == CFG["num_hidden_layers"]
+    before, after = ir.load(path), ir.load(str(tmp_path / "fused.onnx"))
+    assert sum(v.const_value.nbytes for v in after.graph.initializers.values()) <= sum(v.const_value.nbytes for v in before.graph.initializers.values())
+    assert em.embedding_tables(after, {"vocab_size": CFG["vocab_size"], "hidden_size": CFG["hidden_size"]}) == 1
+
+
+def test_fused_model_passes_parity_keeps_io_and_untied_head(exported, tmp_path):
+    hf, path = exported
+    r = run(exported, tmp_path / "fused.onnx", untie_head=True)
     assert r["applied"] is True
     layers = CFG["num_hidden_layers"]
     assert r["fusionCounts"]["gqa"] == layers
@@ -73,7 +86,7 @@ def test_fusion_error_falls_back_with_the_reason(exported, tmp_path, monkeypatch
     def boom(model):
         raise RuntimeError("no pattern for you")
 
-    monkeypatch.setattr(opt, "_fuse", boom)
+    monkeypatch.setattr(opt, "fuse", boom)
     r = run(exported, tmp_path / "fused.onnx")
     assert r["applied"] is False
     assert r["reason"] == "fusion failed: RuntimeError: no pattern for you"

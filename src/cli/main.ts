@@ -1,6 +1,6 @@
 import { QUANT_FLAG_HELP } from '../quantize/cli-options.js';
 import {
-  ACCURACY_LEVELS, BLOCK_SIZES, EXPORTERS, INT4_ALGORITHMS, INT8_ENGINES, INT8_SCHEMES, OPTIMIZE_MODES, PRECISIONS, QUANT_DEFAULTS,
+  ACCURACY_LEVELS, BLOCK_SIZES, DEFAULT_OPTIMIZE, EXPORTERS, INT4_ALGORITHMS, INT8_ENGINES, INT8_SCHEMES, OPTIMIZE_MODES, PRECISIONS, QUANT_DEFAULTS,
   QUANT_PRECISIONS, STRATEGY_CHOICES, SYNTHETIC_SIZES, TABLE_BITS,
 } from '../vocabulary.js';
 import { LAYOUTS } from '../artifacts/layouts.js';
@@ -73,7 +73,7 @@ Exit codes:
     .addOption(choiceOption('--precision <p>', 'the quantized twin', QUANT_PRECISIONS, 'int8'))
     .addOption(choiceOption('--strategy <name>', 'quantization strategy', STRATEGY_CHOICES, 'auto'))
     .addOption(choiceOption('--exporter <name>', 'torch.onnx exporter', EXPORTERS, 'dynamo'))
-    .addOption(choiceOption('--optimize <mode>', 'onnxruntime fusions between export and quantize, parity-gated', OPTIMIZE_MODES, 'none'))
+    .addOption(choiceOption('--optimize <mode>', 'onnxruntime fusions in the export, parity-gated (none: the unfused graph)', OPTIMIZE_MODES, DEFAULT_OPTIMIZE))
     .addOption(integerOption('--seed <n>', 'seed for synthetic weights', { min: 0 }, 0))
     .option('--force', 'redo every step')
     .option('--no-verify', 'skip the verification step')

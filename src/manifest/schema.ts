@@ -78,16 +78,17 @@ export interface ManifestModel {
   requiredOps: string[];
 }
 
-/** The optimize step (onnxruntime fusions), when it ran. */
+/** The export's onnxruntime fusions (--optimize ort), when asked for. */
 export interface ManifestOptimization {
   mode: string;
   applied: boolean;
   /** Why the unfused model was kept. */
   reason: string | null;
+  /** 'stamped': a fused template layer stamped per layer; 'full-graph': the whole traced graph fused (no stamping). */
+  method: string | null;
   fusionCounts: Record<string, number>;
   nonStandardOps: string[];
-  /** A tied LM head rewritten as a MatMul on a transposed copy of the embedding table. */
-  untiedLmHead: boolean;
+  /** The fused model's parity figures against the export's own PyTorch reference. */
   parity: Record<string, unknown> | null;
 }
 

@@ -4,7 +4,7 @@ import { buildManifest, writeManifest } from '../manifest/build.js';
 import type { Manifest } from '../manifest/schema.js';
 import type { QuantizeOptions, StrategyChoice } from '../quantize/run.js';
 import type { Exporter, OptimizeMode, QuantizePrecision, SyntheticSize } from '../vocabulary.js';
-import { assembleStep, exportStep, manifestInput, optimizeIfAsked, prepareWeights, quantizeStep, startRun, verifyStep } from './export-steps.js';
+import { assembleStep, exportStep, manifestInput, prepareWeights, quantizeStep, startRun, verifyStep } from './export-steps.js';
 import type { PipelineEvents, StepTiming } from './step-runner.js';
 
 export { MODEL_FILE } from './export-steps.js';
@@ -60,10 +60,9 @@ async function runLockedExport(options: ExportOptions, dir: string): Promise<Exp
   const run = await startRun(options, dir);
   await prepareWeights(run);
   const exported = await exportStep(run);
-  const optimization = await optimizeIfAsked(run);
   const quantized = await quantizeStep(run);
   await assembleStep(run);
-  const input = await manifestInput(run, exported, quantized, optimization);
+  const input = await manifestInput(run, exported, quantized);
   let manifest = await run.steps.always('manifest', 'manifest (read back from the written files)', async () => {
     const built = await buildManifest(input);
     writeManifest(dir, built);

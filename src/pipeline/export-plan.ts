@@ -10,7 +10,7 @@ import { isSphanaError } from '../errors.js';
 import { type HfConfig, familyFor, findPreset, parameterCount, tinyVariant } from '../models/index.js';
 import { inspectBridgeEnvironment } from '../python/environment.js';
 import { protoLimitBytes } from '../quantize/run.js';
-import { type QuantizePrecision, STRATEGIES } from '../vocabulary.js';
+import { DEFAULT_OPTIMIZE, type QuantizePrecision, STRATEGIES } from '../vocabulary.js';
 import type { ExportOptions } from './export-pipeline.js';
 import { readJson } from '../tokenizer/special-tokens.js';
 import { type ModelSource, resolveSource } from './source.js';
@@ -81,8 +81,8 @@ export function planExport(facts: PlanFacts): ExportPlan {
     steps.push({ step: 'weights', action: 'run', why: facts.weights.detail });
   }
   const row = (name: string, what: string) => steps.push(skip(name) ? { step: name, action: 'skip', why: 'up to date' } : { step: name, action: 'run', why: what });
-  row('export', `${o.exporter} export with KV cache + parity gate`);
-  if ((o.optimize ?? 'none') !== 'none') row('optimize', `${o.optimize}: onnxruntime fusions + parity gate (the unfused model if they fail)`);
+  const optimize = o.optimize ?? DEFAULT_OPTIMIZE;
+  row('export', `${o.exporter} export with KV cache + parity gate${optimize === 'none' ? '' : `, ${optimize} fusions (the unfused graph if they fail)`}`);
   const order = o.strategy === 'auto' ? [...STRATEGIES] : [o.strategy];
   row('quantize', `${o.precision}, trying ${order.join(' → ')}`);
   row('assemble', 'tokenizer, configs and genai_config.json');
@@ -167,10 +167,9 @@ export async function gatherPlanFacts(o: PlanOptions): Promise<PlanFacts> {
   const upToDate: Record<string, boolean> = {};
   if (source && existsSync(join(dir, '.sphana-state.json'))) {
     const state = new StateStore(dir);
-    const prints = stepPrints({ identity: source.identity, exporter: o.exporter, optimize: o.optimize ?? 'none', precision: o.precision, strategy: o.strategy, quant: o.quant, architecture: exportFacts(exportInputDir(source.dir, dir)) });
+    const prints = stepPrints({ identity: source.identity, exporter: o.exporter, optimize: o.optimize ?? DEFAULT_OPTIMIZE, precision: o.precision, strategy: o.strategy, quant: o.quant, architecture: exportFacts(exportInputDir(source.dir, dir)) });
     upToDate.weights = !!state.upToDate('weights', prints.weights);
     upToDate.export = !!state.upToDate('export', prints.export);
-    if ((o.optimize ?? 'none') !== 'none') upToDate.optimize = !!state.upToDate('optimize', prints.optimize);
     upToDate.quantize = !!state.upToDate('quantize', prints.quantize);
     upToDate.assemble = !!state.upToDate('assemble', prints.assemble);
     try {

@@ -1,6 +1,6 @@
 /**
  * The export pipeline's steps, each a function of one ExportRun (src/pipeline/export-pipeline.ts
- * runs them in order): weights → export → optimize → quantize → assemble → manifest → verify.
+ * runs them in order): weights → export (with its onnxruntime fusions) → quantize → assemble → manifest → verify.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -9,7 +9,7 @@ import { runTag, sweepOnExit, sweepStaging } from '../cleanup.js';
 import { fsyncPath, renameDurable, writeFileAtomic } from '../artifacts/files.js';
 import { JobFailedError } from '../errors.js';
 import { MODEL_SUBDIR, type ManifestInput, writeManifest } from '../manifest/build.js';
-import type { Manifest, Precision } from '../manifest/schema.js';
+import type { Manifest, ManifestOptimization, Precision } from '../manifest/schema.js';
 import { describeArchitecture, type HfConfig } from '../models/index.js';
 import { type ExportResult, bridgeExport, bridgeVersions } from '../python/entry-points.js';
 import type { BridgeEnvironment } from '../python/environment.js';
@@ -19,11 +19,10 @@ import { readJson, readTokenizerFacts } from '../tokenizer/special-tokens.js';
 import { progressText } from '../progress.js';
 import { sphanaVersion } from '../version.js';
 import { verifyArtifacts } from '../verify/index.js';
-import type { OptimizeMode } from '../vocabulary.js';
+import { DEFAULT_OPTIMIZE, type OptimizeMode } from '../vocabulary.js';
 import { environmentStep } from './environment-step.js';
 import type { ExportOptions, ExportSummary } from './export-pipeline.js';
 import { type GgufConversion, convertGguf } from './gguf-weights.js';
-import { type OptimizeSummary, optimizeStep } from './optimize-step.js';
 import { type ModelSource, resolveSource, synthesizeWeights } from './source.js';
 import { StateStore } from './state.js';
 import { type StepPrints, exportFacts, exportInputDir, stepPrints } from './step-prints.js';
@@ -43,10 +42,8 @@ export interface ExportRun {
   source: ModelSource;
   prints: StepPrints;
   optimize: OptimizeMode;
-  /** The fp32 model of the artifact. */
+  /** The fp32 model of the artifact (fused with --optimize ort, when the fusions passed the gate). */
   modelPath: string;
-  /** Where the export lands: modelPath, or with --optimize ort the work folder (the optimize step writes modelPath). */
-  exportPath: string;
   quantPath: string;
   bridge(): Promise<BridgeEnvironment>;
   /** The tool versions the manifest records (the bridge's `versions`, asked once, while the first steps run). */
@@ -72,14 +69,13 @@ export async function startRun(options: ExportOptions, dir: string): Promise<Exp
   const tools = () => (versions ??= bridge().then((e) => toolVersions(e, options.signal)));
   // asked now, beside the export (a short Python process); a failure surfaces where the manifest awaits it
   tools().catch(() => {});
-  const optimize = options.optimize ?? 'none';
+  const optimize = options.optimize ?? DEFAULT_OPTIMIZE;
   const modelPath = join(onnxDir, MODEL_FILE);
   const hfDir = () => exportInputDir(source.dir, dir);
   return {
     options, dir, onnxDir, workDir, state, steps, source, prints: printsOf(options, source, optimize, hfDir()), optimize, bridge, tools,
     hfDir,
     modelPath,
-    exportPath: optimize === 'none' ? modelPath : join(workDir, 'unfused', MODEL_FILE),
     quantPath: join(onnxDir, MODEL_FILE.replace(/\.onnx$/, `.${options.precision}.onnx`)),
   };
 }
@@ -116,8 +112,7 @@ export async function prepareWeights(run: ExportRun): Promise<void> {
     source.dir = hf;
   };
   if (source.synthetic && existsSync(join(hf, 'config.json'))) source.dir = hf;
-  if (options.force || !state.upToDate('export', prints.export) || !state.upToDate('assemble', prints.assemble)
-    || (run.optimize !== 'none' && !state.upToDate('optimize', prints.optimize))) await ensureWeights();
+  if (options.force || !state.upToDate('export', prints.export) || !state.upToDate('assemble', prints.assemble)) await ensureWeights();
   run.prints = printsOf(options, source, run.optimize, run.hfDir()); // the weights' folder may exist only now: its facts enter the export's fingerprint
   if (source.gguf) {
     // The file's facts go into the manifest even when every step that needs the weights is up to date.
@@ -127,10 +122,15 @@ export async function prepareWeights(run: ExportRun): Promise<void> {
   }
 }
 
-/** The `export` step: the bridge's export with KV cache, gated on parity with PyTorch. */
+/**
+ * The `export` step: the bridge's export with KV cache, gated on parity with PyTorch; with --optimize ort
+ * the graph gets onnxruntime's fusions in the same bridge call (a fused template layer stamped per layer,
+ * gated against the same PyTorch reference; the unfused graph when they fail, and the manifest says why).
+ */
 export function exportStep(run: ExportRun): Promise<ExportResult> {
-  const { options, exportPath } = run;
-  return run.steps.run<ExportResult>('export', `export ${options.exporter} with KV cache + parity gate`, run.prints.export,
+  const { options, modelPath: exportPath } = run;
+  const fusions = run.optimize === 'none' ? '' : `, ${run.optimize} fusions`;
+  return run.steps.run<ExportResult>('export', `export ${options.exporter} with KV cache${fusions} + parity gate`, run.prints.export,
     () => [exportPath, `${exportPath}.data`].filter(existsSync),
     async () => {
       for (const f of [exportPath, `${exportPath}.data`]) rmSync(f, { force: true });
@@ -138,21 +138,22 @@ export function exportStep(run: ExportRun): Promise<ExportResult> {
       sweepStaging(dirname(exportPath));
       const unsweep = sweepOnExit(dirname(exportPath));
       const result = await bridgeExport(await run.bridge(), {
-        modelDir: run.hfDir(), output: exportPath, architecture: exportFacts(run.hfDir(), true)!, exporter: options.exporter, protoLimitBytes: protoLimitBytes(),
+        modelDir: run.hfDir(), output: exportPath, architecture: exportFacts(run.hfDir(), true)!, exporter: options.exporter, protoLimitBytes: protoLimitBytes(), optimize: run.optimize,
       }, { signal: options.signal, onProgress: (p) => options.events.progress('export', `${p.step}: ${p.message}`) }).finally(unsweep);
       // The bridge renamed its outputs into place; flush them (and the folder) before anything refers to them.
       for (const f of [exportPath, `${exportPath}.data`, dirname(exportPath)]) if (existsSync(f)) fsyncPath(f);
-      return { result, detail: `parity max |Δlogits| ${result.parity.maxAbsDiff.toExponential(2)}, top-1 ${result.parity.top1Agreement}` };
+      const o = result.optimize;
+      const fused = !o ? '' : o.applied ? `; fused (${o.method}): ${Object.entries(o.fusionCounts).map(([k, v]) => `${k} ${v}`).join(', ')}` : `; NOT fused, unfused graph kept: ${o.reason}`;
+      const p = o?.applied ? o.parity! : result.parity;
+      return { result, detail: `parity max |Δlogits| ${p.maxAbsDiff.toExponential(2)}, top-1 ${p.top1Agreement}${fused}` };
     });
 }
 
-/** The `optimize` step with --optimize ort (else null). */
-export async function optimizeIfAsked(run: ExportRun): Promise<OptimizeSummary | null> {
-  const { optimize, modelPath, options } = run;
-  if (optimize === 'none') return null;
-  return run.steps.run<OptimizeSummary>('optimize', `optimize ${optimize}: onnxruntime fusions + parity gate`, run.prints.optimize,
-    () => [modelPath, `${modelPath}.data`].filter(existsSync),
-    async () => optimizeStep({ mode: optimize, input: run.exportPath, output: modelPath, modelDir: run.hfDir(), env: await run.bridge(), signal: options.signal, onProgress: (m) => options.events.progress('optimize', m) }));
+/** What the manifest records of the export's fusions (null with --optimize none). */
+export function optimizationOf(exported: ExportResult): ManifestOptimization | null {
+  const o = exported.optimize;
+  if (!o) return null;
+  return { mode: o.mode, applied: o.applied, reason: o.reason ?? null, method: o.method, fusionCounts: o.fusionCounts, nonStandardOps: o.nonStandardOps, parity: o.parity ?? null };
 }
 
 /** The `quantize` step: the strategy fallback and the settings ladder, gated on quality. */
@@ -198,7 +199,7 @@ export async function assembleStep(run: ExportRun): Promise<void> {
 }
 
 /** What the manifest records of this run (buildManifest reads the files' sizes and hashes back). */
-export async function manifestInput(run: ExportRun, exported: ExportResult, quantized: QuantizeReport, optimization: OptimizeSummary | null): Promise<ManifestInput> {
+export async function manifestInput(run: ExportRun, exported: ExportResult, quantized: QuantizeReport): Promise<ManifestInput> {
   const { options, dir, onnxDir, source } = run;
   const tools = await run.tools();
   const models: Array<{ precision: Precision; path: string }> = [
@@ -220,7 +221,7 @@ export async function manifestInput(run: ExportRun, exported: ExportResult, quan
     },
     quality: quantized.quality ? { [quantized.quality.precision]: quantized.quality } : null,
     parity: { ...exported.parity, exporter: exported.exporter, opset: exported.opset, ...(exported.stamp ? { stamp: exported.stamp } : {}) },
-    verification: null, tools, optimization,
+    verification: null, tools, optimization: optimizationOf(exported),
   };
 }
 

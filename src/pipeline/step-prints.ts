@@ -25,7 +25,6 @@ export interface PrintInputs {
 export interface StepPrints {
   weights: string;
   export: string;
-  optimize: string;
   assemble: string;
   quantize: string;
   verify(fileSha256s: string[]): string;
@@ -37,12 +36,11 @@ export interface StepPrints {
  */
 export function stepPrints(i: PrintInputs): StepPrints {
   const weightsPrint = fingerprint({ identity: i.identity, requirements: requirementsHash() });
-  const exportPrint = fingerprint({ weightsPrint, exporter: i.exporter, limit: protoLimitBytes(), architecture: i.architecture, ...(i.optimize === 'none' ? {} : { exportPath: 'unfused' }) });
-  const optimizePrint = fingerprint({ exportPrint, optimize: i.optimize });
+  const exportPrint = fingerprint({ weightsPrint, exporter: i.exporter, limit: protoLimitBytes(), architecture: i.architecture, optimize: i.optimize });
   const assemblePrint = fingerprint({ weightsPrint, exportPrint });
-  const quantPrint = fingerprint({ exportPrint, optimizePrint, precision: i.precision, strategy: i.strategy, quant: i.quant ?? {} });
+  const quantPrint = fingerprint({ exportPrint, precision: i.precision, strategy: i.strategy, quant: i.quant ?? {} });
   return {
-    weights: weightsPrint, export: exportPrint, optimize: optimizePrint, assemble: assemblePrint, quantize: quantPrint,
+    weights: weightsPrint, export: exportPrint, assemble: assemblePrint, quantize: quantPrint,
     verify: (files) => fingerprint({ quantPrint, assemblePrint, files }),
   };
 }

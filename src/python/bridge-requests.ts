@@ -8,7 +8,7 @@
 import type { ArchitectureFacts } from '../models/facts.js';
 import type { BridgeFile } from './reply-shape.js';
 import type {
-  Exporter, Int4Algorithm, Int8Engine, Int8Scheme, QuantizePrecision, QuantizeStrategy, TableBits,
+  Exporter, Int4Algorithm, Int8Engine, Int8Scheme, OptimizeMode, QuantizePrecision, QuantizeStrategy, TableBits,
 } from '../vocabulary.js';
 
 /** Every field of a request type, once: the compiler rejects a missing or an extra one. */
@@ -107,6 +107,8 @@ export interface ExportRequest {
   architecture: ArchitectureFacts;
   exporter: Exporter;
   protoLimitBytes: number;
+  /** 'ort': onnxruntime's fusions, gated by the same parity check (the unfused graph when they fail); default 'none'. */
+  optimize?: OptimizeMode;
   opset?: number;
   parity?: ParityRequest;
 }
@@ -131,6 +133,19 @@ export interface ExportResult {
   exporter: string;
   /** Whether the graph was stamped from traced template layers (python-bridge stamp.py), or why the full trace ran instead. */
   stamp?: Record<string, unknown>;
+  /** With optimize 'ort': whether the fused graph was kept, how it was made ('stamped' fused layer or 'full-graph' fusion), or why not. */
+  optimize?: ExportOptimization;
+}
+
+export interface ExportOptimization {
+  mode: string;
+  applied: boolean;
+  reason?: string;
+  method: string | null;
+  fusionCounts: Record<string, number>;
+  nonStandardOps: string[];
+  parity?: ParityFigures;
+  seconds: Record<string, number>;
 }
 
 export interface OptimizeRequest {
@@ -236,7 +251,7 @@ export const REQUEST_FIELDS: Record<string, { keys: string[]; nested: Record<str
     nested: {},
   },
   export: {
-    keys: fields<ExportRequest>({ modelDir: true, output: true, architecture: true, exporter: true, protoLimitBytes: true, opset: true, parity: true }),
+    keys: fields<ExportRequest>({ modelDir: true, output: true, architecture: true, exporter: true, protoLimitBytes: true, optimize: true, opset: true, parity: true }),
     nested: { parity: parityFields },
   },
   optimize: {

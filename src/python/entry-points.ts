@@ -6,7 +6,7 @@
 import type { BridgeEnvironment } from './environment.js';
 import { type BridgeCallOptions, callBridge } from './bridge.js';
 import type {
-  BridgeVersions, ExportRequest, ExportResult, GgufFacts, GgufInfoRequest, GgufToHfRequest, GgufToHfResult, OptimizeRequest,
+  BridgeVersions, ExportOptimization, ExportRequest, ExportResult, GgufFacts, GgufInfoRequest, GgufToHfRequest, GgufToHfResult, OptimizeRequest,
   OptimizeResult, ParityFigures, QuantizeRequest, QuantizeResult, ReferenceGenerateRequest, ReferenceGenerateResult,
   SynthesizeRequest, SynthesizeResult, SyntheticTokenizerRequest, SyntheticTokenizerResult,
 } from './bridge-requests.js';
@@ -104,9 +104,24 @@ export function bridgeExport(env: BridgeEnvironment, request: ExportRequest, opt
         seconds: object(o.seconds, 'seconds') as Record<string, number>, peakRssBytes: num(o.peakRssBytes, 'peakRssBytes'),
         parameters: num(o.parameters, 'parameters'), parity: parity as ParityFigures, opset: num(o.opset, 'opset'), exporter: o.exporter,
         ...(o.stamp === undefined ? {} : { stamp: object(o.stamp, 'stamp') }),
+        ...(o.optimize === undefined ? {} : { optimize: exportOptimization(object(o.optimize, 'optimize')) }),
       };
     },
   });
+}
+
+function exportOptimization(o: Record<string, unknown>): ExportOptimization {
+  if (typeof o.applied !== 'boolean') throw new ShapeError('optimize.applied is not a boolean');
+  if (o.applied) num(object(o.parity, 'optimize.parity').maxAbsDiff, 'optimize.parity.maxAbsDiff');
+  else if (typeof o.reason !== 'string') throw new ShapeError('an optimization that was not applied needs a reason');
+  return {
+    mode: String(o.mode), applied: o.applied, reason: typeof o.reason === 'string' ? o.reason : undefined,
+    method: typeof o.method === 'string' ? o.method : null,
+    fusionCounts: (o.fusionCounts ?? {}) as Record<string, number>,
+    nonStandardOps: Array.isArray(o.nonStandardOps) ? o.nonStandardOps.map(String) : [],
+    parity: o.parity === undefined ? undefined : object(o.parity, 'optimize.parity') as ParityFigures,
+    seconds: (o.seconds ?? {}) as Record<string, number>,
+  };
 }
 
 /** `optimize`: onnxruntime's transformer fusions, parity-gated; a fusion that breaks parity is not applied. */

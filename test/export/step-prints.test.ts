@@ -29,12 +29,20 @@ test('one changed architecture fact changes the export fingerprint and every one
   for (const [name, other] of changed) {
     const after = stepPrints(base(other));
     assert.equal(after.weights, before.weights, name);
-    for (const step of ['export', 'optimize', 'assemble', 'quantize'] as const) assert.notEqual(after[step], before[step], `${name}: ${step}`);
+    for (const step of ['export', 'assemble', 'quantize'] as const) assert.notEqual(after[step], before[step], `${name}: ${step}`);
     assert.notEqual(after.verify(['a']), before.verify(['a']), name);
     seen.add(after.export);
   }
   assert.equal(seen.size, changed.length + 1, 'each change gives its own key');
   assert.notEqual(stepPrints(base(null)).export, before.export, 'no facts yet (weights not made) is not a match either');
+});
+
+test('the optimize mode is part of the export fingerprint (the fusions run inside the export step)', () => {
+  const facts = factsFor(gemma2);
+  const none = stepPrints(base(facts));
+  const ort = stepPrints({ ...base(facts), optimize: 'ort' });
+  assert.equal(ort.weights, none.weights);
+  for (const step of ['export', 'assemble', 'quantize'] as const) assert.notEqual(ort[step], none[step], step);
 });
 
 test('exportFacts reads the folder the export reads: an edit of the family file reaches the key', () => {
