@@ -14,7 +14,8 @@ per layer type would save.
 ``--compare`` exports HF_DIR itself (real weights, all layers) once per listed mode, each in its own
 fresh Python process (as the CLI's bridge runs an export), in the order given so the modes
 alternate: ``stamped`` (the default export: one layer per layer type traced, stamped per layer) or
-``full`` (every layer traced). One JSON line per run: phases, the bridge's seconds, peak RSS of that
+``full`` (every layer traced) or ``fused`` (the default export since --optimize ort: the fused template
+layer stamped per layer, stamp.stamp_fused). One JSON line per run: phases, the bridge's seconds, peak RSS of that
 process, and the stamp record.
 """
 
@@ -62,8 +63,8 @@ def main() -> int:
     ap.add_argument("hf_dir")
     ap.add_argument("--layers", default="2,8")
     ap.add_argument("--out")
-    ap.add_argument("--compare", help="comma-separated modes: stamped, full")
-    ap.add_argument("--one", choices=["stamped", "full"], help=argparse.SUPPRESS)
+    ap.add_argument("--compare", help="comma-separated modes: stamped, full, fused")
+    ap.add_argument("--one", choices=["stamped", "full", "fused"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.compare:
         return compare(a)
@@ -87,15 +88,20 @@ def main() -> int:
 
     wrap(stamp, "analyse", "stamp: analyse template")
     wrap(stamp, "stamp", "stamp: copy layers")
+    from sphana_bridge import optimize as opt
+
+    wrap(opt, "fuse", "fuse (optimize_for_ort)")
     if a.one:
         root = a.out or tempfile.mkdtemp(prefix="export-phases-")
         t = time.perf_counter()
         with open(os.path.join(a.hf_dir, "config.json")) as f:
             facts = facts_for(json.load(f))
-        r = em.export_model(a.hf_dir, os.path.join(root, a.one, "llm_generator.onnx"), facts, stamp_layers=a.one == "stamped")
+        r = em.export_model(a.hf_dir, os.path.join(root, a.one, "llm_generator.onnx"), facts, stamp_layers=a.one != "full",
+                            optimize="ort" if a.one == "fused" else "none")
         total = time.perf_counter() - t
         print(json.dumps({"mode": a.one, "total": round(total, 2), "phases": {k: round(v, 2) for k, v in timers.items()},
                           "bridgeSeconds": r["seconds"], "peakRssBytes": r["peakRssBytes"], "stamp": r.get("stamp"),
+                          "optimize": {k: v for k, v in (r.get("optimize") or {}).items() if k != "parity"} or None,
                           "parity": {k: r["parity"][k] for k in ("maxAbsDiff", "top1Agreement", "positions")},
                           "bytes": sum(f["bytes"] for f in r["files"]), "loadavg": os.getloadavg()}), flush=True)
         return 0

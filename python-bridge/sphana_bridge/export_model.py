@@ -667,8 +667,8 @@ class _Job:
     def fall_back(self, reason: str) -> None:
         """The stamped attempt failed: the next one traces every layer (or, when it was the fused
         graph that failed, stamps the unfused layer)."""
-        if self.fused:
-            self.optimize.update(applied=False, reason=reason.replace("stamped", "fused stamped"))
+        if self.fused:  # the fused graph is discarded: only why (and the template's fusion counts) stay
+            self.optimize.update(applied=False, reason=reason, method=None, fusionCounts={}, nonStandardOps=[])
             return
         self.stamp_info.update(applied=False, reason=reason)
 
@@ -721,7 +721,7 @@ def _traced_graph(job: _Job) -> tuple[Any, dict[str, Any], int] | None:
         if not job.stamped:
             raise
         job.add_seconds("export", t)
-        job.fall_back(f"the stamped graph failed a check: {e.message}")
+        job.fall_back(f"the {'fused ' if job.fused else ''}stamped graph failed a check: {e.message}")
         return None
     job.add_seconds("export", t)
     stamp_note = f", stamped from {len(job.stamp_info['templateLayers'])} traced layer(s)" if job.stamped else ""
@@ -749,7 +749,7 @@ def _gate(job: _Job, ref, atol: float, rtol: float) -> dict[str, Any] | None:
         if not job.stamped:
             raise
         job.add_seconds("parity", t)
-        job.fall_back(f"the stamped model failed the parity gate: {e.message}")
+        job.fall_back(f"the {'fused ' if job.fused else ''}stamped model failed the parity gate: {e.message}")
         job.progress("trace", None, "fused stamped model failed the parity gate; stamping the unfused layer" if job.fused else "stamped model failed the parity gate; tracing every layer")
         _remove_staged(job)
         return None

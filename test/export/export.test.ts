@@ -69,6 +69,17 @@ for (const preset of PRESETS) {
     assert.ok(stamp, 'manifest.parity.stamp is recorded');
     assert.ok(stamp.applied ? (stamp.templateLayers?.length ?? 0) >= 1 : typeof stamp.reason === 'string' && stamp.reason.length > 0, JSON.stringify(stamp));
     if (preset.name === 'llama-3.2-1b') assert.equal(stamp.applied, true, `llama is stamped: ${stamp.reason}`);
+    // --optimize ort is the default: the fused model was kept (stamped or full-graph), or the unfused one with the reason.
+    const o = m.optimization;
+    assert.ok(o, 'manifest.optimization is recorded');
+    assert.ok(o.applied ? ['stamped', 'full-graph'].includes(o.method ?? '') : typeof o.reason === 'string' && o.reason.length > 0, JSON.stringify(o));
+    const fusedOps = Object.keys(inspectFile(join(dir, 'onnx/llm_generator.onnx')).ops).filter((op) => op.includes('.')).sort();
+    assert.deepEqual(fusedOps, o.applied ? o.nonStandardOps : [], `${preset.name}: the fp32 graph's com.microsoft ops are the record's`);
+    if (preset.name === 'llama-3.2-1b') {
+      assert.equal(o.applied && o.method, 'stamped', `llama's fused layer is stamped: ${o.reason}`);
+      assert.equal(o.fusionCounts['com.microsoft.GroupQueryAttention'], m.kvCache.layers);
+    }
+    if (m.architecture.slidingWindow) assert.match(o.reason ?? '', /^sliding-window attention/, `${preset.name}: a sliding window is never fused`);
     const verification = m.verification as { ok: boolean; checks: Array<{ name: string; status: string }> };
     assert.equal(verification.ok, true);
     assert.deepEqual(verification.checks.map((c) => c.name), ['files', 'structure', 'tokenizer', 'runtime', 'agreement', 'sample', 'speed']);

@@ -8,7 +8,11 @@ import { headDimOf, kvHeadsOf, type HfConfig } from '../../src/models/index.js';
 import { inspectFile } from '../../src/onnx/summary.js';
 import { sphana } from '../helpers/cli.js';
 
-/** `export --optimize ort`: fused fp32 (GroupQueryAttention, SkipSimplifiedLayerNormalization), parity-gated, quantized, verified. */
+/**
+ * The default export (--optimize ort): the fused template layer stamped per layer (GroupQueryAttention,
+ * SkipSimplifiedLayerNormalization), parity-gated inside the export step, quantized, verified; and
+ * `--optimize none`, the unfused graph.
+ */
 let out: string;
 let dir: string;
 let manifest: Manifest;
@@ -17,28 +21,36 @@ let summary: { steps: Array<{ step: string; skipped: boolean; detail?: string }>
 before(() => {
   out = mkdtempSync(join(tmpdir(), 'sphana-optimize-'));
   dir = join(out, '0.1.0');
-  const r = sphana(['export', 'smollm2-135m', '--synthetic', 'tiny', '--optimize', 'ort', '--out', out, '--json']);
+  const r = sphana(['export', 'smollm2-135m', '--synthetic', 'tiny', '--out', out, '--json']);
   assert.equal(r.exitCode, 0, r.stderr);
   summary = JSON.parse(r.stdout);
   manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
 });
 after(() => rmSync(out, { recursive: true, force: true }));
 
-test('the optimize step runs between export and quantize and fuses every layer', () => {
+test('by default the export step fuses every layer (a stamped fused layer), with no separate optimize step', () => {
   const steps = summary.steps.map((s) => s.step);
-  assert.ok(steps.indexOf('export') < steps.indexOf('optimize') && steps.indexOf('optimize') < steps.indexOf('quantize'), steps.join(','));
+  assert.ok(!steps.includes('optimize'), steps.join(','));
+  assert.match(summary.steps.find((s) => s.step === 'export')!.detail ?? '', /fused \(stamped\)/);
   const o = manifest.optimization!;
   assert.equal(o.applied, true, o.reason ?? '');
   assert.equal(o.mode, 'ort');
+  assert.equal(o.method, 'stamped');
   const layers = manifest.kvCache.layers;
-  assert.equal(o.fusionCounts.gqa, layers);
-  assert.equal(o.fusionCounts.skip_rms_normalization, 2 * layers);
-  assert.equal(o.untiedLmHead, true);
+  assert.equal(o.fusionCounts['com.microsoft.GroupQueryAttention'], layers);
+  assert.equal(o.fusionCounts['com.microsoft.SkipSimplifiedLayerNormalization'], 2 * layers);
   assert.ok((o.parity!.maxAbsDiff as number) <= 1e-3);
+  assert.equal(o.parity!.top1Agreement, 1);
+  const stamp = (manifest.parity as { stamp: { applied: boolean; templateLayers: number[] } }).stamp;
+  assert.equal(stamp.applied, true);
+  assert.deepEqual(stamp.templateLayers, [0, 1]);
   const fp32 = inspectFile(join(dir, 'onnx/llm_generator.onnx'));
   assert.equal(fp32.ops['com.microsoft.GroupQueryAttention'], layers);
   assert.equal(fp32.ops['com.microsoft.SkipSimplifiedLayerNormalization'], 2 * layers);
-  assert.equal(fp32.ops['com.microsoft.FusedMatMul'], undefined);
+  // the first layer's input norm has no residual add before it
+  assert.equal(fp32.ops.SimplifiedLayerNormalization, 1);
+  // the tied head reads the one embedding table (FusedMatMul transB=1): no transposed copy
+  assert.equal(fp32.ops['com.microsoft.FusedMatMul'], 1);
 });
 
 test('the fused graphs keep concrete KV heads and head dim, and the manifest lists the non-standard ops', () => {
@@ -55,11 +67,13 @@ test('the fused graphs keep concrete KV heads and head dim, and the manifest lis
   }
 });
 
-test('the untied LM head is quantized with the rest: no MatMul left on a float constant in the INT8 model', () => {
+test('the tied LM head is quantized with the table it shares with the embedding: no float MatMul left in the INT8 model', () => {
   const int8 = manifest.models.find((m) => m.precision === 'int8')!;
   const q = inspectFile(join(dir, int8.path)).quantization;
   assert.equal(q.quantized, true);
   assert.deepEqual(q.floatConstantMatMuls, []);
+  assert.equal(manifest.quantization?.head?.quantized, true);
+  assert.equal(manifest.quantization?.head?.tied, true);
 });
 
 test('verify passed on the fused artifacts (onnxruntime-node runs them), and a rerun skips every step', () => {
@@ -68,6 +82,21 @@ test('verify passed on the fused artifacts (onnxruntime-node runs them), and a r
   assert.equal(r.exitCode, 0, r.stderr);
   const again = JSON.parse(r.stdout) as typeof summary;
   for (const s of again.steps.filter((x) => x.step !== 'manifest')) assert.equal(s.skipped, true, s.step);
+});
+
+test('--optimize none re-exports the unfused graph: no com.microsoft op in either model, no optimization record', () => {
+  const other = mkdtempSync(join(tmpdir(), 'sphana-optimize-none-'));
+  try {
+    const r = sphana(['export', 'smollm2-135m', '--synthetic', 'tiny', '--optimize', 'none', '--out', other, '--json', '--no-verify']);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const m = JSON.parse(readFileSync(join(other, '0.1.0', 'manifest.json'), 'utf8')) as Manifest;
+    assert.equal(m.optimization ?? null, null);
+    for (const model of m.models) assert.deepEqual(model.requiredOps.filter((op) => op !== 'com.microsoft.MatMulNBits' && op !== 'com.microsoft.GatherBlockQuantized'), [], model.path);
+    const fp32 = inspectFile(join(other, '0.1.0', 'onnx/llm_generator.onnx'));
+    assert.equal(fp32.ops['com.microsoft.GroupQueryAttention'], undefined);
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
 });
 
 test('verify fails when the manifest hides a non-standard op the graph needs', () => {
