@@ -191,6 +191,7 @@ def fuse_file(
 
     seconds: dict[str, float] = {}
     t = time.monotonic()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     progress("optimize", 0.0, f"loading {os.path.basename(input_path)}")
     try:
         model = ir.load(input_path)

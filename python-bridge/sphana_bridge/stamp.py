@@ -30,6 +30,17 @@ torch.export + decompositions + translation + onnxscript's optimize cost ~4 s pe
 The caller (export_model) then checks the I/O contract and runs the unchanged parity gate against
 PyTorch on the whole model; on ``NotSeparable``, any stamping error or a failed gate it falls back
 to the full trace and records why. Nothing here knows a model type.
+
+5. ``stamp_fused`` (``--optimize ort``): onnxruntime's fusions without fusing every layer. The
+   traced template is stamped (random, distinct weights: no initializer de-duplication) into a
+   small model of layer 0 plus the first later layer of each type, which onnxscript's
+   ``optimize_for_ort`` fuses; in the fused graph a later layer starts with the
+   SkipSimplifiedLayerNormalization that adds the previous layer's output to the residual, so a
+   fused layer reads and hands on two residual values (the MLP output and the residual sum), told
+   apart by how the next layer reads them (``_slot_key``). That fused graph is analysed like a
+   traced template and stamped with the real weights: real layer 0 from its layer 0, every other
+   layer from the later layer of its type. The fused node's scope metadata is onnxscript's merge of
+   the matched nodes' (the norm's scope for a skip-norm), which is what ``analyse`` reads.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ test('every bad numeric or enumerated value is refused naming the flag, the valu
 test('good values reach the command typed, with the shared defaults', async () => {
   const exp = (await parse(['export', 'm', '--threads', '3', '--seed', '7', '--accuracy-level', '0', '--head-bits', '4', '--block-size', '64'])).options!;
   assert.deepEqual([exp.threads, exp.seed, exp.accuracyLevel, exp.headBits, exp.blockSize, exp.precision, exp.strategy, exp.exporter, exp.optimize],
-    [3, 7, 0, 4, 64, 'int8', 'auto', 'dynamo', 'none']);
+    [3, 7, 0, 4, 64, 'int8', 'auto', 'dynamo', 'ort']);
   const q = (await parse(['quantize', 'm.onnx'])).options!;
   assert.equal(q.engine, 'streaming');
   assert.equal(q.threads, undefined);
