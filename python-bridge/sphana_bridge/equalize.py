@@ -9,7 +9,10 @@ unchanged (up to float rounding) and moves the outlier into the weights, which a
 output column and block:
 
 - ``X = Mul(gamma, y)`` with ``gamma`` a 1-D constant read only there (an RMSNorm/LayerNorm's
-  weight): ``gamma /= s``;
+  weight): ``gamma /= s``; the same for onnxruntime's fused RMSNorms (``--optimize ort``):
+  ``X = SimplifiedLayerNormalization(y, gamma)`` and output 0 of
+  ``com.microsoft.SkipSimplifiedLayerNormalization(y, skip, gamma)`` (its residual-sum output does
+  not read gamma);
 - ``X = Mul(a, b)`` of two activations, ``b`` made by a MatMul with a constant weight that only
   this Mul reads (a gated MLP's ``silu(gate) * up``): column ``j`` of that weight ``/= s_j``.
 
@@ -31,6 +34,9 @@ from onnx import TensorProto, helper
 from sphana_bridge import graphutil
 
 SCALE_RANGE = (1e-3, 1e3)  # numerical guard only: the measured SmolLM2 scales span 0.02..24
+# (domain, op_type) -> input index of gamma, for fused RMSNorms whose output 0 is gamma * normalized(y)
+FUSED_RMS_NORMS = {("", "SimplifiedLayerNormalization"): 1, ("ai.onnx", "SimplifiedLayerNormalization"): 1,
+                   ("com.microsoft", "SkipSimplifiedLayerNormalization"): 2}
 
 
 @dataclass
@@ -74,6 +80,12 @@ def find_groups(gi: graphutil.GraphIndex, plan_w: dict[str, tuple[str, bool]], s
         if any(int(gi.inits[w].dims[0]) != K for w in weights):
             continue
         p = gi.producer.get(x)
+        norm_gamma = FUSED_RMS_NORMS.get((p.domain, p.op_type)) if p is not None else None
+        if norm_gamma is not None and p.output and p.output[0] == x and len(p.input) > norm_gamma:
+            g = p.input[norm_gamma]
+            if g in gi.inits and is_float(g, 1) and int(gi.inits[g].dims[0]) == K and sole_reader(g):
+                groups.append(Group(x, weights, gamma=g))
+            continue
         if p is None or p.op_type != "Mul" or p.domain not in ("", "ai.onnx") or len(p.input) != 2:
             continue
         consts = [i for i in p.input if i in gi.inits or gi.trace_const(i) is not None]

@@ -79,6 +79,18 @@ test('sphana export FILE.gguf: convert, parity gate, INT8, verify, exit 0', () =
   assert.ok(q && q.text === 'corpus' && q.passed, JSON.stringify(q));
   assert.ok(q.meanKl <= 0.005, `KL ${q.meanKl}`);
   assert.ok(q.top1 >= 0.95, `top-1 ${q.top1}`);
+  // --optimize ort is the default: the fused layer, stamped per layer, passed the gate on the real weights
+  const o = m.optimization!;
+  assert.equal(o.applied, true, o.reason ?? '');
+  assert.equal(o.method, 'stamped');
+  assert.equal(o.fusionCounts['com.microsoft.GroupQueryAttention'], 30);
+  assert.equal(o.fusionCounts['com.microsoft.SkipSimplifiedLayerNormalization'], 60);
+  // the tied head is quantized with the one embedding table (no transposed copy): INT8 ≤ 30 % of fp32's bytes (issue 8)
+  assert.equal(m.quantization?.head?.quantized, true);
+  const bytes = (name: string) => m.files.filter((f) => f.path === name || f.path === `${name}.data`).reduce((n, f) => n + f.bytes, 0);
+  const fp32 = bytes('onnx/llm_generator.onnx');
+  const int8 = bytes('onnx/llm_generator.int8.onnx');
+  assert.ok(fp32 > 500e6 && int8 <= 0.3 * fp32, `int8 ${int8} / fp32 ${fp32}`);
 });
 
 test('the manifest records the GGUF source, as the gguf package reads the file', () => {
