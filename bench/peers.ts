@@ -101,12 +101,12 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
   const optimumPy = TOOLS.includes('optimum') ? venv('optimum') : undefined;
   const scorePy = genaiPy ?? bridgePython;
 
-  // sphana, unfused (the default) and fused (--optimize ort): export (+ its INT8 quantize) without
-  // verify, then INT4 from the same fp32.
+  // sphana, fused (the default, --optimize ort) and unfused (--optimize none): export (+ its INT8
+  // quantize) without verify, then INT4 from the same fp32.
   const sphanaRun: { label: string; run: TracedRun }[] = [];
   const variants = TOOLS.includes('sphana') ? (process.env.SPHANA_PEERS_SPHANA ?? 'none,ort').split(',') : [];
-  for (const [tool, extra] of ([['sphana', []], ['sphana --optimize ort', ['--optimize', 'ort']]] as const).filter(([, e]) => variants.includes(e.length ? 'ort' : 'none'))) {
-    const slug = extra.length ? 'sphana-ort' : 'sphana';
+  for (const [tool, extra] of ([['sphana --optimize none', ['--optimize', 'none']], ['sphana', ['--optimize', 'ort']]] as const).filter(([, e]) => variants.includes(e[1]))) {
+    const slug = extra[1] === 'ort' ? 'sphana-ort' : 'sphana';
     const sOut = join(work, slug);
     const sDir = join(sOut, '0.1.0/onnx');
     const sFp32 = join(sDir, 'llm_generator.onnx');
@@ -115,8 +115,6 @@ export async function benchPeers(cache: string, bin: string, bridgePython: strin
     builds.push(sb);
     if (sb.run) sphanaRun.push({ label: tool, run: sb.run });
     if (existsSync(sFp32)) models.push({ tool, precision: 'fp32', path: sFp32, files: [sFp32, `${sFp32}.data`], build: sb.label });
-    const unfused = join(sOut, '0.1.0/.sphana-work/unfused/llm_generator.onnx');
-    if (extra.length && existsSync(unfused)) models.push({ tool: `${tool} (its unfused export)`, precision: 'fp32', path: unfused, files: [unfused, `${unfused}.data`], build: sb.label });
     const sInt8 = join(sDir, 'llm_generator.int8.onnx');
     if (!sb.error && existsSync(sInt8)) models.push({ tool, precision: 'int8', path: sInt8, files: [sInt8, `${sInt8}.data`], build: sb.label });
     if (existsSync(sFp32) && process.env.SPHANA_PEERS_INT4 !== '0') {
