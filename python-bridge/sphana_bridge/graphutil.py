@@ -150,7 +150,7 @@ def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
         if n.domain == "com.microsoft" and n.op_type == "FusedMatMul" and len(n.input) == 2:
             tr = gi.trace_const(n.input[1])
             t = gi.inits.get(tr[0]) if tr else None
-            if tr is not None and (t is None or is_float_init(t)):
+            if tr is not None and (t is None or is_float_init(t)) and not (t is not None and len(t.dims) >= 2 and min(t.dims) < MIN_PROJECTION_DIM):
                 found.append(ConstMatMul(node=n, weight=tr[0], via=[p.op_type for p in tr[1]]))
             continue
         if n.domain not in ("", "ai.onnx") or n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2:
@@ -163,6 +163,8 @@ def const_weight_matmuls(gi: GraphIndex) -> list[ConstMatMul]:
         name, path = tr
         t = gi.inits.get(name)
         if t is not None and not is_float_init(t):
+            continue
+        if t is not None and len(t.dims) >= 2 and min(t.dims) < MIN_PROJECTION_DIM:
             continue
         found.append(ConstMatMul(node=n, weight=name, via=[p.op_type for p in path]))
     return found
@@ -306,6 +308,13 @@ def matmul_weight(n: onnx.NodeProto, gi: GraphIndex, direct_only: bool = False) 
     return None if trans_b is None else MatMulWeight(n, n.input[1], trans_b)
 
 
+# A constant MatMul weight with a side shorter than MatMulNBits' smallest block (16) is not a
+# projection: onnxruntime's fusions leave the rotary frequencies as MatMul(positions, inv_freq[1, d/2]).
+# Quantizing it saves nothing and puts the rotary angles through int8 activations; both the
+# quantizers and the "float weight left" checks (const_weight_matmuls, src/onnx/quantization.ts) skip it.
+MIN_PROJECTION_DIM = 16
+
+
 def quantizable_matmuls(gi: GraphIndex, notes: list[str], direct_only: bool = False) -> dict[str, MatMulWeight]:
     """MatMul output -> its weight, for every MatMul sphana's quantizers rewrite: B a float32
     rank-2 initializer (see matmul_weight). A float weight of another rank is left in float, with a
@@ -315,9 +324,15 @@ def quantizable_matmuls(gi: GraphIndex, notes: list[str], direct_only: bool = Fa
         mw = matmul_weight(n, gi, direct_only) if n.output else None
         if mw is None or gi.inits[mw.weight].data_type != TensorProto.FLOAT:
             continue
-        rank = len(gi.inits[mw.weight].dims)
-        if rank != 2:
-            notes.append(f"MatMul {n.name or n.output[0]!r}: weight {mw.weight!r} is rank {rank}; left in float")
+        dims = list(gi.inits[mw.weight].dims)
+        if len(dims) != 2:
+            notes.append(f"MatMul {n.name or n.output[0]!r}: weight {mw.weight!r} is rank {len(dims)}; left in float")
+            continue
+        if min(dims) < MIN_PROJECTION_DIM:
+            notes.append(
+                f"MatMul {n.name or n.output[0]!r}: weight {mw.weight!r} {dims} is not a projection "
+                f"(a side under {MIN_PROJECTION_DIM}, e.g. rotary frequencies); left in float"
+            )
             continue
         found[n.output[0]] = mw
     return found

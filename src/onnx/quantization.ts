@@ -94,6 +94,10 @@ export function detectQuantization(model: ModelProto, parametersByType: Record<s
     if (sum?.op_type !== 'ReduceSum') return false;
     return (consumers.get(node.output?.[0] ?? '') ?? []).some((c) => c.op_type === 'Add' && (c.input ?? []).some((i) => producer.get(i)?.op_type === 'MatMulNBits'));
   };
+  // A side under MatMulNBits' smallest block (16) is not a projection (e.g. the rotary frequencies
+  // inv_freq[1, d/2] that onnxruntime's fusions leave as a MatMul): the bridge leaves it in float on purpose
+  // (graphutil.MIN_PROJECTION_DIM).
+  const isProjection = (dims: Array<number | bigint>): boolean => dims.length >= 2 && Math.min(...dims.map(Number)) >= 16;
   const floatConstantMatMuls: string[] = [];
   const fullTableDequantizeGathers: string[] = [];
   for (const node of nodes) {
@@ -101,13 +105,13 @@ export function detectQuantization(model: ModelProto, parametersByType: Record<s
     // onnxruntime's fusions turn a tied head into FusedMatMul(A, E, transB=1): still a float MatMul on a constant
     if (domain === 'com.microsoft' && node.op_type === 'FusedMatMul') {
       const weight = node.input?.[1] ? floatConstant(node.input[1]) : undefined;
-      if (weight && (weight.dims ?? []).length >= 2) floatConstantMatMuls.push(node.name || node.output?.[0] || '(unnamed)');
+      if (weight && isProjection(weight.dims ?? [])) floatConstantMatMuls.push(node.name || node.output?.[0] || '(unnamed)');
       continue;
     }
     if (domain !== '' && domain !== 'ai.onnx') continue;
     if ((node.op_type === 'MatMul' && !isBlockOffsetMatMul(node)) || node.op_type === 'Gemm') {
       const weight = [node.input?.[1], node.input?.[0]].map((n) => (n ? floatConstant(n) : undefined)).find(Boolean);
-      if (weight && (weight.dims ?? []).length >= 2) floatConstantMatMuls.push(node.name || node.output?.[0] || '(unnamed)');
+      if (weight && isProjection(weight.dims ?? [])) floatConstantMatMuls.push(node.name || node.output?.[0] || '(unnamed)');
     }
     if (node.op_type === 'DequantizeLinear') {
       const table = initializers.get(node.input?.[0] ?? '');
