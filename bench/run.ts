@@ -40,7 +40,7 @@ const sections: Record<string, () => Promise<string[]>> = {
     const { hf } = ensureLlamaInitFolder(cache, python, 'llama-3.2-1b');
     Object.assign(process.env, {
       SPHANA_PEERS_HF: hf, SPHANA_PEERS_GGUF: join(hf, 'none.gguf'), SPHANA_PEERS_TOOLS: 'sphana,genai',
-      SPHANA_PEERS_SPHANA: 'none', SPHANA_PEERS_GENAI_PRECISIONS: 'int8', SPHANA_PEERS_SCORE: '0', SPHANA_PEERS_INT4: '0', SPHANA_PEERS_WORK: 'peers-llama',
+      SPHANA_PEERS_SPHANA: 'ort', SPHANA_PEERS_GENAI_PRECISIONS: 'int8', SPHANA_PEERS_SCORE: '0', SPHANA_PEERS_INT4: '0', SPHANA_PEERS_WORK: 'peers-llama',
       SPHANA_PEERS_LABEL: 'full-size Llama-3.2-1B architecture, transformers-initialised weights (bench/make_llama_init.py)',
     });
     return benchPeers(cache, bin, python);
