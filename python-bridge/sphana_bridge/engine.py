@@ -324,15 +324,23 @@ def _float_zp_kernel(w_kn: np.ndarray, block_size: int, bits: int):
     return q, scale, zp
 
 
+def _float_zp_buffers(N: int, K: int, block_size: int, bits: int):
+    """Outputs of a float-zero-point quantizer: packed [N, kb, bs*bits/8] uint8, scales and
+    zero points [N, kb] float32."""
+    kb = (K + block_size - 1) // block_size
+    return (
+        np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8),
+        np.zeros((N, kb), dtype=np.float32),
+        np.zeros((N, kb), dtype=np.float32),
+    )
+
+
 def quantize_float_zp_chunks(chunks, shape: tuple[int, int], block_size: int, bits: int):
     """``_float_zp_kernel`` over K-row chunks of a [K, N] weight (chunks start at multiples of
     block_size), so memory stays one chunk plus the outputs; bytes equal one call on the
     whole matrix. Returns packed [N, kb, bs*bits/8], scales [N, kb], zero points [N, kb]."""
     K, N = shape
-    kb = (K + block_size - 1) // block_size
-    packed = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
-    scales = np.zeros((N, kb), dtype=np.float32)
-    zps = np.zeros((N, kb), dtype=np.float32)
+    packed, scales, zps = _float_zp_buffers(N, K, block_size, bits)
     for r0, r1, rows in chunks:
         if r0 % block_size:
             raise ValueError("block row chunks must start at a multiple of block_size")
@@ -346,10 +354,7 @@ def quantize_float_zp_chunks(chunks, shape: tuple[int, int], block_size: int, bi
 def quantize_float_zp_rows(chunks, shape: tuple[int, int], block_size: int, bits: int):
     """The same for a weight stored TRANSPOSED, [N, K], delivered as N-row chunks."""
     N, K = shape
-    kb = (K + block_size - 1) // block_size
-    packed = np.zeros((N, kb, block_size * bits // 8), dtype=np.uint8)
-    scales = np.zeros((N, kb), dtype=np.float32)
-    zps = np.zeros((N, kb), dtype=np.float32)
+    packed, scales, zps = _float_zp_buffers(N, K, block_size, bits)
     for c0, c1, big in chunks:
         packed[c0:c1], scales[c0:c1], zps[c0:c1] = _float_zp_kernel(big.T, block_size, bits)
     return packed, scales, zps
