@@ -79,55 +79,7 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     const why = `skipped: the structure check failed, so the manifest's sizes are not trusted (${structure.message})`;
     for (const name of ['runtime', 'agreement', 'sample', 'speed'] as const) emit(checkResult(name, 'skipped', performance.now(), { reason: 'structure check failed' }, why));
   } else if (needsRuntime) {
-    const unavailable: Unavailable[] = [];
-    const runnable: Array<{ precision: Precision; path: string }> = [];
-    for (const precision of precisions) {
-      const reason = unavailableReason(artifact, precision);
-      if (reason) unavailable.push({ precision, reason });
-      else runnable.push({ precision, path: artifact.abs(artifact.modelPath(precision)!) });
-    }
-    const vocab = modelVocab(artifact).vocab;
-    const encode = (text: string, seed: number) => {
-      const ids = promptIds(text, tokenizer, artifact, vocab, seed);
-      promptSource = ids.synthetic || promptSource === 'synthetic' ? 'synthetic' : 'tokenizer';
-      return ids.ids;
-    };
-    const promptTokens = encode(prompt, 0);
-    const text = qualityText(tokenizer, { vocab, bos: artifact.manifest.tokenizer.bosTokenId, synthetic: artifact.manifest.tokenizer.synthetic });
-    textInfo = { source: text.source, corpusVersion: text.corpusVersion, sequences: text.sequences.length, tokens: text.sequences.reduce((n, s) => n + s.length, 0), ...(text.why ? { why: text.why } : {}) };
-    const agreementPrompts = text.sequences;
-    const speedPrompt = fill(agreementPrompts, SPEED_PROMPT_TOKENS);
-    const runs: PrecisionRun[] = [];
-    let reference: Float32Array[] | undefined;
-    let agreementWhy: string | null = null;
-    const quantized = precisions.filter((p) => p !== 'fp32');
-    if (!quantized.length) agreementWhy = 'no quantized model to compare with fp32';
-    else if (!precisions.includes('fp32')) agreementWhy = 'fp32 is the reference: include fp32 in --precision';
-    else if (unavailable.some((u) => u.precision === 'fp32')) agreementWhy = `fp32 (the reference) cannot be run: ${unavailable.find((u) => u.precision === 'fp32')!.reason}`;
-    for (const { precision, path } of runnable) {
-      const run = await runPrecision(artifact.manifest, precision, path, {
-        prompt: promptTokens, agreementPrompts, reference: precision === 'fp32' ? undefined : reference,
-        keepLogits: precision === 'fp32' && quantized.length > 0 && wanted.has('agreement'),
-        speedPrompt, tokens, threads, onProgress: progress,
-        phases: { runtime: wanted.has('runtime'), agreement: wanted.has('agreement'), sample: wanted.has('sample'), speed: wanted.has('speed') },
-      });
-      if (precision === 'fp32') {
-        reference = (run as { logits?: Float32Array[] }).logits;
-        delete (run as { logits?: Float32Array[] }).logits;
-        if (!reference && !agreementWhy) agreementWhy = `fp32 (the reference) did not run: ${run.error ?? 'no logits'}`;
-      }
-      runs.push(run);
-    }
-    reference = undefined;
-    emit(checkRuntime(runs, unavailable));
-    const unavailableQuantized = unavailable.filter((u) => u.precision !== 'fp32');
-    const agreement = checkAgreement(runs, thresholds, agreementWhy, text);
-    quality = (agreement.figures.quality ?? {}) as typeof quality;
-    if (agreement.status !== 'failed' && unavailableQuantized.length && !agreementWhy) {
-      emit({ ...agreement, status: 'skipped', passed: false, message: `${agreement.message}; ${unavailableQuantized.map((u) => `${u.precision} not run (${u.reason})`).join('; ')}` });
-    } else emit(agreement);
-    emit(checkSample(runs, tokenizer, prompt, artifact.manifest.tokenizer.eosTokenIds));
-    emit(checkSpeed(runs, threads));
+    ({ promptSource, textInfo, quality } = await runtimeChecks({ artifact, precisions, tokenizer, prompt, wanted, tokens, threads, thresholds, progress, emit }));
   }
 
   const failed = checks.filter((c) => c.status === 'failed').map((c) => c.name);
@@ -151,6 +103,80 @@ export async function verifyArtifacts(dirOrManifest: string, options: VerifyOpti
     seconds: Math.round((performance.now() - started)) / 1000,
     tools: { node: process.version, onnxruntimeNode: safeVersion() },
   };
+}
+
+interface RuntimeInputs {
+  artifact: Artifact;
+  precisions: Precision[];
+  tokenizer: LoadedTokenizer | null;
+  prompt: string;
+  wanted: Set<CheckName>;
+  tokens: number;
+  threads: number;
+  thresholds: AppliedGates;
+  progress: (message: string) => void;
+  emit: (check: CheckResult) => void;
+}
+
+interface RuntimeOutcome {
+  promptSource: VerificationReport['promptIds'];
+  textInfo: VerificationReport['qualityText'];
+  quality: Partial<Record<QuantizedPrecision, QualityReport>>;
+}
+
+/** The checks that run the models (runtime, agreement, sample, speed): each precision's sessions once, fp32 first as the reference. */
+async function runtimeChecks({ artifact, precisions, tokenizer, prompt, wanted, tokens, threads, thresholds, progress, emit }: RuntimeInputs): Promise<RuntimeOutcome> {
+  let promptSource: VerificationReport['promptIds'] = null;
+  const unavailable: Unavailable[] = [];
+  const runnable: Array<{ precision: Precision; path: string }> = [];
+  for (const precision of precisions) {
+    const reason = unavailableReason(artifact, precision);
+    if (reason) unavailable.push({ precision, reason });
+    else runnable.push({ precision, path: artifact.abs(artifact.modelPath(precision)!) });
+  }
+  const vocab = modelVocab(artifact).vocab;
+  const encode = (text: string, seed: number) => {
+    const ids = promptIds(text, tokenizer, artifact, vocab, seed);
+    promptSource = ids.synthetic || promptSource === 'synthetic' ? 'synthetic' : 'tokenizer';
+    return ids.ids;
+  };
+  const promptTokens = encode(prompt, 0);
+  const text = qualityText(tokenizer, { vocab, bos: artifact.manifest.tokenizer.bosTokenId, synthetic: artifact.manifest.tokenizer.synthetic });
+  const textInfo: VerificationReport['qualityText'] = { source: text.source, corpusVersion: text.corpusVersion, sequences: text.sequences.length, tokens: text.sequences.reduce((n, s) => n + s.length, 0), ...(text.why ? { why: text.why } : {}) };
+  const agreementPrompts = text.sequences;
+  const speedPrompt = fill(agreementPrompts, SPEED_PROMPT_TOKENS);
+  const runs: PrecisionRun[] = [];
+  let reference: Float32Array[] | undefined;
+  let agreementWhy: string | null = null;
+  const quantized = precisions.filter((p) => p !== 'fp32');
+  if (!quantized.length) agreementWhy = 'no quantized model to compare with fp32';
+  else if (!precisions.includes('fp32')) agreementWhy = 'fp32 is the reference: include fp32 in --precision';
+  else if (unavailable.some((u) => u.precision === 'fp32')) agreementWhy = `fp32 (the reference) cannot be run: ${unavailable.find((u) => u.precision === 'fp32')!.reason}`;
+  for (const { precision, path } of runnable) {
+    const run = await runPrecision(artifact.manifest, precision, path, {
+      prompt: promptTokens, agreementPrompts, reference: precision === 'fp32' ? undefined : reference,
+      keepLogits: precision === 'fp32' && quantized.length > 0 && wanted.has('agreement'),
+      speedPrompt, tokens, threads, onProgress: progress,
+      phases: { runtime: wanted.has('runtime'), agreement: wanted.has('agreement'), sample: wanted.has('sample'), speed: wanted.has('speed') },
+    });
+    if (precision === 'fp32') {
+      reference = (run as { logits?: Float32Array[] }).logits;
+      delete (run as { logits?: Float32Array[] }).logits;
+      if (!reference && !agreementWhy) agreementWhy = `fp32 (the reference) did not run: ${run.error ?? 'no logits'}`;
+    }
+    runs.push(run);
+  }
+  reference = undefined;
+  emit(checkRuntime(runs, unavailable));
+  const unavailableQuantized = unavailable.filter((u) => u.precision !== 'fp32');
+  const agreement = checkAgreement(runs, thresholds, agreementWhy, text);
+  const quality = (agreement.figures.quality ?? {}) as RuntimeOutcome['quality'];
+  if (agreement.status !== 'failed' && unavailableQuantized.length && !agreementWhy) {
+    emit({ ...agreement, status: 'skipped', passed: false, message: `${agreement.message}; ${unavailableQuantized.map((u) => `${u.precision} not run (${u.reason})`).join('; ')}` });
+  } else emit(agreement);
+  emit(checkSample(runs, tokenizer, prompt, artifact.manifest.tokenizer.eosTokenIds));
+  emit(checkSpeed(runs, threads));
+  return { promptSource, textInfo, quality };
 }
 
 function selectPrecisions(artifact: Artifact, requested: Precision[] | undefined): Precision[] {
