@@ -149,6 +149,19 @@ def scan_gguf(path: str) -> dict[str, Any]:
 
 def _scan(path: str, buf: Any, size: int) -> dict[str, Any]:
     c = _Cursor(path, buf, size)
+    version, tensor_count, kv_count = _header(c, path, buf, size)
+    metadata, arrays = _metadata(c, kv_count, size)
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if "general.alignment" in metadata and (not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1)):
+        c.fail(f"general.alignment {alignment!r} is not a power of two")
+    infos = _tensor_infos(c, tensor_count)
+    data_start = _check_tensor_data(c, infos, alignment, size)
+    return _summary(c, version, size, tensor_count, kv_count, alignment, data_start, metadata, arrays, infos)
+
+
+def _header(c: "_Cursor", path: str, buf: Any, size: int) -> tuple[int, int, int]:
+    """Magic, version (and byte order), and the tensor and metadata counts, each bounded by
+    what the file's remaining bytes could hold."""
     if bytes(buf[0:4]) != GGUF_MAGIC:
         raise GgufInvalid(path, f"not a GGUF file (magic {bytes(buf[0:4])!r}, expected b'GGUF')")
     c.pos = 4
@@ -165,7 +178,12 @@ def _scan(path: str, buf: Any, size: int) -> dict[str, Any]:
         c.fail(f"absurd tensor count {tensor_count} (limit {MAX_TENSORS}, and each needs ≥ 24 header bytes of the {left} left)", tensorCount=tensor_count)
     if kv_count > MAX_KV or kv_count * 13 > left:
         c.fail(f"absurd metadata count {kv_count} (limit {MAX_KV}, and each needs ≥ 13 bytes of the {left} left)", kvCount=kv_count)
+    return version, tensor_count, kv_count
 
+
+def _metadata(c: "_Cursor", kv_count: int, size: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The key/value section: scalar and string values kept, arrays summarised (item type and
+    count; their bytes skipped), every length checked against the bytes left before it is used."""
     metadata: dict[str, Any] = {}
     arrays: dict[str, dict[str, Any]] = {}
     total_items = 0
@@ -209,11 +227,12 @@ def _scan(path: str, buf: Any, size: int) -> dict[str, Any]:
             arrays[key] = v
         else:
             metadata[key] = v
+    return metadata, arrays
 
-    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if "general.alignment" in metadata and (not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1)):
-        c.fail(f"general.alignment {alignment!r} is not a power of two")
 
+def _tensor_infos(c: "_Cursor", tensor_count: int) -> list[dict[str, Any]]:
+    """The tensor directory: unique names, 1..MAX_DIMS non-empty dimensions, a known type whose
+    block divides the first dimension, and the byte size that implies."""
     sizes = _quant_sizes()
     infos = []
     names: set[str] = set()
@@ -239,7 +258,11 @@ def _scan(path: str, buf: Any, size: int) -> dict[str, Any]:
         if dims[0] % block:
             c.fail(f"tensor {name!r}: first dimension {dims[0]} is not a multiple of {tname}'s block of {block}", tensor=name)
         infos.append({"name": name, "dims": dims, "type": tname, "offset": offset, "bytes": elements // block * block_bytes, "elements": elements})
+    return infos
 
+
+def _check_tensor_data(c: "_Cursor", infos: list[dict[str, Any]], alignment: int, size: int) -> int:
+    """The data section's start; every tensor aligned, none overlapping another, all inside the file."""
     data_start = c.pos + (-c.pos % alignment)
     end = data_start
     for t in sorted(infos, key=lambda t: t["offset"]):
@@ -254,7 +277,11 @@ def _scan(path: str, buf: Any, size: int) -> dict[str, Any]:
                 tensor=t["name"], need=stop, bytes=size,
             )
         end = stop
+    return data_start
 
+
+def _summary(c: "_Cursor", version: int, size: int, tensor_count: int, kv_count: int, alignment: int, data_start: int,
+             metadata: dict[str, Any], arrays: dict[str, dict[str, Any]], infos: list[dict[str, Any]]) -> dict[str, Any]:
     types: dict[str, int] = {}
     for t in infos:
         types[t["type"]] = types.get(t["type"], 0) + 1
